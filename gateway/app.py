@@ -1,0 +1,106 @@
+"""The ASGI application: Starlette routing in front of the pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.base import Endpoint
+from gateway.errors import GatewayError
+from gateway.pipeline import Pipeline
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+log = logging.getLogger("switchyard")
+
+
+class _PipelineEndpoint:
+    """A raw ASGI endpoint: the pipeline reads and writes the wire itself, for speed."""
+
+    def __init__(self, pipeline: Pipeline, endpoint: Endpoint) -> None:
+        self._pipeline = pipeline
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self._pipeline.handle(scope, receive, send, self._endpoint)
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status, headers=headers, media_type="application/json")
+
+
+def _error(error: GatewayError) -> Response:
+    headers = {k.decode(): v.decode() for k, v in error.headers}
+    return Response(error.body(), error.status, headers=headers, media_type="application/json")
+
+
+def create_app(settings: Settings) -> Starlette:
+    runtime = Runtime.build(settings)
+    pipeline = Pipeline(runtime)
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if runtime.ready():
+            return _json({"status": "ready"})
+        reason = "draining" if runtime.draining else "starting"
+        return _json({"status": "not ready", "reason": reason}, 503)
+
+    async def models(request: Request) -> Response:
+        try:
+            tenant = runtime.authenticator.authenticate(_raw_headers(request))
+        except GatewayError as error:
+            return _error(error)
+        names = runtime.models_for(tenant.models, tenant.all_models)
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "switchyard"} for name in names]
+        return _json({"object": "list", "data": data})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return _error(GatewayError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed"))
+        if exc.status_code == 404:
+            return _error(GatewayError(404, f"No such endpoint: {request.url.path[:200]}", code="unknown_url"))
+        return _error(GatewayError(exc.status_code, str(exc.detail), code="http_error"))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s: %s", request.url.path[:200], type(exc).__name__)
+        return _error(GatewayError(500, "The gateway hit an internal error.", code="internal_error"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    routes = [
+        Route("/v1/chat/completions", _PipelineEndpoint(pipeline, Endpoint.CHAT), methods=["POST"]),
+        Route("/v1/completions", _PipelineEndpoint(pipeline, Endpoint.COMPLETION), methods=["POST"]),
+        Route("/v1/embeddings", _PipelineEndpoint(pipeline, Endpoint.EMBEDDING), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def _raw_headers(request: Request) -> dict[bytes, bytes]:
+    return dict(request.scope["headers"])

@@ -1,0 +1,1 @@
+"""The routing-policy engine: ops-edited YAML files decide where each request goes."""
