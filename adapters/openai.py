@@ -117,9 +117,9 @@ class OpenAIAdapter(Adapter):
     async def _status_error(self, response: aiohttp.ClientResponse) -> UpstreamError:
         status = response.status
         try:
-            detail = _error_message(await asyncio.wait_for(response.read(), self.target.connect_timeout_s))
+            detail, code = _error_detail(await asyncio.wait_for(response.read(), self.target.connect_timeout_s))
         except Exception:
-            detail = None
+            detail, code = None, None
         finally:
             response.release()
         retry_after = response.headers.get("Retry-After")
@@ -133,17 +133,22 @@ class OpenAIAdapter(Adapter):
             message = f"upstream target {self.name!r} rejected the gateway's credentials"
         else:
             message = f"upstream target {self.name!r} answered HTTP {status}"
-        return UpstreamError("status", client_status, message, upstream_status=status, retry_after=retry_after)
+        return UpstreamError(
+            "status", client_status, message, upstream_status=status, retry_after=retry_after, code=code
+        )
 
 
-def _error_message(payload: bytes) -> str | None:
+def _error_detail(payload: bytes) -> tuple[str | None, str | None]:
+    """The upstream's error message and code, from OpenAI's error shape or a bare string."""
     try:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return None
+        return None, None
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"][:2000]
     if isinstance(error, str):
-        return error[:2000]
-    return None
+        return error[:2000], None
+    if not isinstance(error, dict):
+        return None, None
+    message = error.get("message")
+    code = error.get("code")
+    return (message[:2000] if isinstance(message, str) else None), (code[:100] if isinstance(code, str) else None)

@@ -162,11 +162,11 @@ def wait_ready(child: Managed, port: int, path: str = "/readyz", timeout_s: floa
         except (OSError, http.client.HTTPException):
             pass  # not listening yet, or closed mid-start: keep polling
         if child.popen.poll() is not None:
-            raise StartError(f"{child.name} exited with code {child.popen.returncode} before ready; "
-                             f"log tail:\n{child.log_tail()}")
+            raise StartError(f"{child.name} exited with code {child.popen.returncode} before ready\n"
+                             f"--- {child.log_path} (tail) ---\n{child.log_tail()}")
         if time.perf_counter() > deadline:
-            raise StartError(f"{child.name} not ready on :{port}{path} after {timeout_s:.0f} s; "
-                             f"log tail:\n{child.log_tail()}")
+            raise StartError(f"{child.name} not ready on :{port}{path} after {timeout_s:.0f} s\n"
+                             f"--- {child.log_path} (tail) ---\n{child.log_tail()}")
         time.sleep(poll_s)
 
 

@@ -38,7 +38,8 @@ class Startup:
 class Report:
     args: dict[str, Any]
     machine: dict[str, str] = field(default_factory=dict)
-    gateway_skip: str | None = None
+    gateway_skip: str | None = None   # (c) deliberately not run (not importable yet, --skip-gateway)
+    gateway_error: str | None = None  # (c) tried and failed: did not start, or preflight not 200
     scenarios: dict[str, WrkResult] = field(default_factory=dict)
     startups: dict[str, Startup] = field(default_factory=dict)
     ttfc: dict[str, TtfcResult] = field(default_factory=dict)
@@ -62,8 +63,10 @@ def machine_info(server_core: int, load_core: int) -> dict[str, str]:
     }
 
 
-def _verdict(ok: bool | None) -> str:
-    return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+def _verdict(ok: bool | None, gateway_failed: bool) -> str:
+    if ok is None:  # not measured: FAIL if the gateway broke, SKIP if it was not run at all
+        return "FAIL" if gateway_failed else "SKIP"
+    return "PASS" if ok else "FAIL"
 
 
 def _throughput_table(rep: Report) -> list[str]:
@@ -72,7 +75,11 @@ def _throughput_table(rep: Report) -> list[str]:
     for name, label in LABELS.items():
         res = rep.scenarios.get(name)
         if res is None:
-            why = rep.gateway_skip if name == "gateway" and rep.gateway_skip else "not measured"
+            why = "not measured"
+            if name == "gateway" and rep.gateway_error:
+                why = "FAILED: " + rep.gateway_error.splitlines()[0]
+            elif name == "gateway" and rep.gateway_skip:
+                why = rep.gateway_skip
             rows.append(f"| {label} | – | – | – | {why} |")
             continue
         ratio = f"{res.rps / base.rps:.2f}" if base and base.rps else "–"
@@ -82,7 +89,8 @@ def _throughput_table(rep: Report) -> list[str]:
 
 
 def _startup_table(rep: Report) -> list[str]:
-    rows = ["| process | start→ready s | cold start→ready s | idle RSS MB |", "|---|---:|---:|---:|"]
+    rows = ["| process | start→ready s | first start→ready s (writes .pyc) | idle RSS MB |",
+            "|---|---:|---:|---:|"]
     for name in ("passthrough", "gateway"):
         s = rep.startups.get(name)
         if s is None:
@@ -123,7 +131,8 @@ def _targets_table(rep: Report, overhead: float | None) -> list[str]:
          None if st is None else st.rss_mb <= MAX_IDLE_RSS_MB),
     ]
     rows = ["| check | target | measured | result |", "|---|---|---:|---|"]
-    rows += [f"| {name} | {target} | {got} | {_verdict(ok)} |" for name, target, got, ok in checks]
+    failed = rep.gateway_error is not None
+    rows += [f"| {name} | {target} | {got} | {_verdict(ok, failed)} |" for name, target, got, ok in checks]
     return rows
 
 
@@ -140,6 +149,8 @@ def _sanity_notes(rep: Report) -> list[str]:
                          f"in {res.requests} requests.")
     if rep.gateway_skip:
         notes.append(f"- (c) skipped: {rep.gateway_skip}.")
+    if rep.gateway_error:
+        notes.append(f"- (c) **gateway failed**: {rep.gateway_error.splitlines()[0]} (log path on stderr).")
     if rep.error:
         notes.append(f"- **Run aborted**: {rep.error} (partial results above).")
     return notes

@@ -106,10 +106,13 @@ def start_server(ctx: Ctx, name: str, argv: list[str], port: int) -> tuple[Manag
     """Start twice: the first (cold: .pyc, page cache) is reported for information and stopped;
     the second gives the ready time checked against the target and the idle RSS."""
     pinned = [ctx.tools["taskset"], "-c", str(ctx.server_core), *argv]  # taskset execs: same pid
-    cold = ctx.procs.spawn(f"{name}-cold", pinned, cwd=REPO_ROOT)
+    # A deployed install has .pyc files; PYTHONDONTWRITEBYTECODE (set in some dev shells) would make
+    # every start recompile the gateway. __pycache__ is git-ignored.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cold = ctx.procs.spawn(f"{name}-cold", pinned, cwd=REPO_ROOT, env=env)
     cold_s = wait_ready(cold, port)
     ctx.procs.stop(cold)
-    child = ctx.procs.spawn(name, pinned, cwd=REPO_ROOT)
+    child = ctx.procs.spawn(name, pinned, cwd=REPO_ROOT, env=env)
     ready_s = wait_ready(child, port)
     time.sleep(0.5)  # let lazy start-up work settle; still idle, before any load
     return child, report.Startup(cold_s, ready_s, rss_mb(child.pid))
@@ -160,9 +163,15 @@ def run(ctx: Ctx, rep: report.Report) -> None:
         cfg = write_gateway_config(ctx.workdir, nginx_port, sse_port, ctx.key)
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                 "--port", str(gw_port)]
-        _, rep.startups["gateway"] = start_server(ctx, "gateway", argv, gw_port)
-        measure.preflight(gw_port, ctx.key, UPSTREAM_MODEL)
-        gateway_up = True
+        try:
+            _, rep.startups["gateway"] = start_server(ctx, "gateway", argv, gw_port)
+            measure.preflight(gw_port, ctx.key, UPSTREAM_MODEL)
+            gateway_up = True
+        except HarnessError as exc:
+            # nginx and the passthrough already work, so this is the gateway's fault: keep measuring
+            # (b) and direct TTFC, report (c) as failed, and exit non-zero at the end.
+            rep.gateway_error = str(exc)
+            print(f"[bench] (c) gateway FAILED: {exc}", file=sys.stderr, flush=True)
 
     pt_runs: list[measure.WrkResult] = []
     gw_runs: list[measure.WrkResult] = []
@@ -221,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text)
         print(f"[bench] report written to {args.out}")
-    if failed:
-        print(f"[bench] ERROR: {failed}\n[bench] logs kept in {workdir}", file=sys.stderr)
+    if failed or rep.gateway_error:
+        print(f"[bench] ERROR: {failed or 'the gateway failed (see above)'}\n"
+              f"[bench] logs kept in {workdir}", file=sys.stderr)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -44,7 +44,7 @@ def _error(error: GatewayError) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
-    runtime = Runtime.build(settings)
+    runtime = Runtime(settings)
     pipeline = Pipeline(runtime)
 
     async def healthz(request: Request) -> Response:

@@ -29,6 +29,8 @@ class Exchange:
     route: str = ""
     target: str = ""
     attempts: int = 0
+    retries: int = 0
+    fallbacks: int = 0
     upstream_seconds: float = 0.0  # time spent waiting on upstreams, excluded from gateway overhead
     status: int = 0
     usage: Usage = field(default_factory=Usage)

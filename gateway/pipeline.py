@@ -17,13 +17,13 @@ from gateway.exchange import Exchange, request_id_from
 from gateway.respond import send_error, send_reply, send_stream
 from gateway.runtime import Runtime
 from gateway.send import Sender
-from policies.engine import RequestFacts
+from policies.conditions import RequestFacts
 
 
 class Pipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.sender = Sender(runtime.adapters)
+        self.sender = Sender(runtime.adapters, runtime.breakers)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint) -> None:
         runtime = self.runtime
@@ -37,12 +37,16 @@ class Pipeline:
             request = parse_request(endpoint, raw)
             exchange.model = request.model
             # decide
+            router = runtime.router  # one policy version for the whole request, even across a reload
             if not tenant.may_use(request.model):
-                raise _not_allowed(request.model, runtime.router.knows(request.model))
-            decision = runtime.router.decide(RequestFacts(request.model, tenant.name, endpoint.value, request.stream))
+                raise _not_allowed(request.model, router.knows(request.model))
+            facts = RequestFacts(request.model, tenant.name, endpoint.value, request.stream, headers, request.body)
+            decision = router.decide(facts)
             if decision is None:
                 raise _not_allowed(request.model, known=False)
             exchange.route = decision.route
+            if decision.deny is not None:
+                raise GatewayError(403, decision.deny, code="denied_by_policy")
             # send
             upstream = UpstreamRequest(endpoint, request.body, request.stream, request.client_wants_usage)
             reply = await self.sender.send(upstream, decision, exchange)
@@ -61,6 +65,7 @@ class Pipeline:
 
 
 def _not_allowed(model: str, known: bool) -> GatewayError:
+    shown = model[:200]
     if known:
-        return GatewayError(403, f"This API key may not use model {model!r}.", code="model_not_allowed", param="model")
-    return GatewayError(404, f"The model {model!r} does not exist.", code="model_not_found", param="model")
+        return GatewayError(403, f"This API key may not use model {shown!r}.", code="model_not_allowed", param="model")
+    return GatewayError(404, f"The model {shown!r} does not exist.", code="model_not_found", param="model")

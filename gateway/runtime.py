@@ -1,38 +1,48 @@
-"""The objects built once from Settings and shared by every request: the request path's tools."""
+"""The objects built once from Settings and shared by every request: the request path's tools.
+
+Policies can be swapped while serving (`reload_policies`); targets, tenants and keys are fixed
+for the life of the process (a config change rolls the process).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from adapters import build_adapter
 from adapters.base import Adapter
 from gateway.auth import AdminAuthenticator, Authenticator
+from gateway.config import ConfigError
 from gateway.settings import Settings
+from policies.breaker import BreakerBoard
 from policies.engine import Router
+
+log = logging.getLogger("switchyard.policy")
 
 
 @dataclass
-class Runtime:
-    settings: Settings
-    authenticator: Authenticator
-    admin: AdminAuthenticator
-    router: Router
-    adapters: dict[str, Adapter]
-    max_body_bytes: int
-    draining: bool = field(default=False)
+class PolicyStatus:
+    version: int = 1
+    digest: str = ""
+    loaded_at: float = field(default_factory=time.time)
+    last_error: str | None = None
 
-    @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
         config = settings.config
-        return cls(
-            settings=settings,
-            authenticator=Authenticator(config.tenants),
-            admin=AdminAuthenticator(config.admin_keys),
-            router=settings.router(),
-            adapters={name: build_adapter(name, target) for name, target in config.targets.items()},
-            max_body_bytes=config.server.max_body_bytes,
-        )
+        self.settings = settings
+        self.authenticator = Authenticator(config.tenants)
+        self.admin = AdminAuthenticator(config.admin_keys)
+        self.router: Router = settings.router()
+        self.adapters: dict[str, Adapter] = {name: build_adapter(name, t) for name, t in config.targets.items()}
+        self.breakers = BreakerBoard(config.targets.keys(), settings.policies.breaker)
+        self.max_body_bytes = config.server.max_body_bytes
+        self.policy = PolicyStatus(digest=settings.policies.digest)
+        self.draining = False
 
     async def start(self) -> None:
         await asyncio.gather(*(adapter.start() for adapter in self.adapters.values()))
@@ -46,3 +56,25 @@ class Runtime:
     def models_for(self, tenant_models: frozenset[str], all_models: bool) -> list[str]:
         known = sorted(self.router.aliases | self.adapters.keys())
         return known if all_models else [m for m in known if m in tenant_models]
+
+    def reload_policies(self, env: Mapping[str, str], force: bool = False) -> bool:
+        """Reads the policy files again and swaps them in if they are valid and changed.
+
+        Returns whether a new version took effect; raises ConfigError (the old policy keeps
+        serving) if the files are invalid.
+        """
+        try:
+            settings = self.settings.with_policies(env)
+        except ConfigError as exc:
+            self.policy.last_error = str(exc)
+            log.error("policy reload rejected, version %d keeps serving:\n%s", self.policy.version, exc)
+            raise
+        self.policy.last_error = None
+        if settings.policies.digest == self.policy.digest and not force:
+            return False
+        router = settings.router()
+        self.breakers.apply(settings.policies.breaker)
+        self.settings, self.router = settings, router
+        self.policy = PolicyStatus(self.policy.version + 1, settings.policies.digest)
+        log.info("policy version %d loaded (%d routes, sha256 %s)", self.policy.version, len(router.routes), self.policy.digest[:12])
+        return True

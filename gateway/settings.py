@@ -14,8 +14,7 @@ from gateway.auth import hash_key
 from gateway.config import ConfigError, GatewayConfig, ServerConfig, TargetConfig, TenantConfig, load_config
 from gateway.yamlsource import SourceError
 from policies.engine import Router
-from policies.loader import load_policies
-from policies.schema import Route
+from policies.loader import PolicySet, load_policies
 
 DEMO_KEY = "sk-switchyard-demo"
 
@@ -23,28 +22,40 @@ DEMO_KEY = "sk-switchyard-demo"
 @dataclass(frozen=True)
 class Settings:
     config: GatewayConfig
-    routes: tuple[Route, ...]
+    policies: PolicySet
     source: str | None  # the config file, or None for the built-in zero-config setup
 
+    def policy_paths(self) -> list[Path]:
+        base = Path(self.source).parent if self.source else Path.cwd()
+        return [base / p for p in self.config.policies]
+
     def router(self) -> Router:
-        return Router(self.routes, self.config.targets.keys())
+        return Router(self.policies.routes, self.config.targets.keys())
+
+    def with_policies(self, env: Mapping[str, str]) -> Settings:
+        """These settings with the policy files read again; raises ConfigError if any is bad."""
+        return _checked(self.config, load_policies(self.policy_paths(), self.config.targets.keys(), env), self.source)
 
 
 def load_settings(config_path: str | Path, env: Mapping[str, str]) -> Settings:
     path = Path(config_path)
     config = load_config(path, env)
     policy_paths = [path.parent / p for p in config.policies]
-    routes = load_policies(policy_paths, config.targets.keys(), env)
-    router = Router(routes, config.targets.keys())
+    return _checked(config, load_policies(policy_paths, config.targets.keys(), env), str(path))
+
+
+def _checked(config: GatewayConfig, policies: PolicySet, source: str | None) -> Settings:
+    settings = Settings(config, policies, source)
+    router = settings.router()
     problems = [
-        SourceError(str(path), None, ("tenants", tenant, "models", i), f"unknown model {model!r}: not a target or a route alias")
+        SourceError(source or "config", None, ("tenants", tenant, "models", i), f"unknown model {model!r}: not a target or a route alias")
         for tenant, spec in config.tenants.items()
         for i, model in enumerate(spec.models)
         if model != "*" and not router.knows(model)
     ]
     if problems:
         raise ConfigError(problems)
-    return Settings(config, tuple(routes), str(path))
+    return settings
 
 
 def demo_settings(host: str = "127.0.0.1", port: int = 8080) -> Settings:
@@ -54,4 +65,4 @@ def demo_settings(host: str = "127.0.0.1", port: int = 8080) -> Settings:
         targets={"echo": TargetConfig(adapter="echo")},
         tenants={"demo": TenantConfig(keys=[hash_key(DEMO_KEY)], models=["echo"])},
     )
-    return Settings(config, (), None)
+    return Settings(config, PolicySet(), None)

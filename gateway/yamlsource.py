@@ -7,6 +7,7 @@ are expanded in string values from the environment given by the caller.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class YamlDocument:
     file: str
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    digest: str = ""  # sha256 of the file's bytes, to tell versions apart
 
     def line_of(self, path: Path_) -> int | None:
         """The line of the deepest part of `path` that exists in the file."""
@@ -67,14 +69,17 @@ class YamlDocument:
 def load_yaml(path: str | Path, env: Mapping[str, str]) -> YamlDocument:
     name = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SourceError(name, None, (), "file not found") from None
     except UnicodeDecodeError:
         raise SourceError(name, None, (), "file is not valid UTF-8") from None
     except OSError as exc:
         raise SourceError(name, None, (), f"cannot read file: {exc.strerror}") from None
-    return parse_yaml(text, name, env)
+    doc = parse_yaml(text, name, env)
+    doc.digest = hashlib.sha256(raw).hexdigest()
+    return doc
 
 
 def parse_yaml(text: str, name: str, env: Mapping[str, str]) -> YamlDocument:

@@ -1,93 +1,112 @@
-"""Decide: which route a request matches and which targets, in order, may serve it."""
+"""Decide: which route a request matches and which targets, in order, may serve it.
+
+A Router is a compiled policy and never changes; a reload builds a new one and swaps it in whole,
+so a request in flight keeps the decision it started with.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from policies.schema import Route, WeightedTarget
+from policies.conditions import RequestFacts, compile_when
+from policies.schema import Retry, Route, WeightedTarget
+
+NO_RETRY = Retry(attempts=1)
 
 
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     route: str
     targets: tuple[str, ...]  # the chosen target first, then the fallbacks
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What routing may look at; built once per request by the pipeline."""
-
-    model: str
-    tenant: str
-    endpoint: str
-    stream: bool
-
-
-def _as_set(value: str | list[str] | None) -> frozenset[str] | None:
-    if value is None:
-        return None
-    return frozenset([value]) if isinstance(value, str) else frozenset(value)
+    retry: Retry = NO_RETRY
+    fallback_on: frozenset[str] = frozenset({"429", "5xx", "timeout", "connect"})
+    timeout_s: float | None = None
+    attempt_timeout_s: float | None = None
+    deny: str | None = None
 
 
 class CompiledRoute:
-    __slots__ = ("name", "models", "tenants", "endpoints", "stream", "_targets", "_cumulative", "_total", "fallback")
+    __slots__ = ("name", "models", "condition", "sticky", "weights", "_decisions", "_cumulative", "_total", "route")
 
     def __init__(self, route: Route) -> None:
+        self.route = route
         self.name = route.name
-        self.models = _as_set(route.when.model)
-        self.tenants = _as_set(route.when.tenant)
-        self.endpoints = _as_set(route.when.endpoint)
-        self.stream = route.when.stream
+        model = route.when.model
+        self.models = None if model is None else frozenset([model] if isinstance(model, str) else model)
+        self.condition = compile_when(route.when)
+        self.sticky = route.sticky == "user"
         entries = [s if isinstance(s, WeightedTarget) else WeightedTarget(target=s) for s in route.send]
-        self._targets = tuple(e.target for e in entries)
-        running = 0.0
-        cumulative = []
+        self.weights = tuple((e.target, e.weight) for e in entries)
+        common = {
+            "retry": route.retry,
+            "fallback_on": frozenset(route.fallback_on),
+            "timeout_s": route.timeout_s,
+            "attempt_timeout_s": route.attempt_timeout_s,
+        }
+        if route.deny is not None:
+            self._decisions: tuple[RouteDecision, ...] = (RouteDecision(self.name, (), deny=route.deny),)
+            self._cumulative: tuple[float, ...] = (1.0,)
+            self._total = 1.0
+            return
+        decisions, cumulative, running = [], [], 0.0
         for entry in entries:
+            if entry.weight <= 0:
+                continue
+            chain = (entry.target,) + tuple(dict.fromkeys(t for t in route.fallback if t != entry.target))
+            decisions.append(RouteDecision(self.name, chain, **common))
             running += entry.weight
             cumulative.append(running)
+        self._decisions = tuple(decisions)
         self._cumulative = tuple(cumulative)
         self._total = running
-        self.fallback = tuple(route.fallback)
 
-    def matches(self, facts: RequestFacts) -> bool:
-        return (
-            (self.models is None or facts.model in self.models)
-            and (self.tenants is None or facts.tenant in self.tenants)
-            and (self.endpoints is None or facts.endpoint in self.endpoints)
-            and (self.stream is None or facts.stream == self.stream)
-        )
-
-    def choose(self, draw: float) -> RouteDecision:
-        """The decision for a uniform draw in [0, 1): the weighted pick first, then the fallbacks."""
+    def choose(self, facts: RequestFacts, draw: float) -> RouteDecision:
+        if len(self._decisions) == 1:
+            return self._decisions[0]
+        if self.sticky and facts.user is not None:
+            digest = hashlib.blake2b(f"{self.name}\0{facts.user}".encode(), digest_size=8).digest()
+            draw = int.from_bytes(digest, "big") / 2.0**64
         point = draw * self._total
-        chosen = self._targets[-1]
-        for target, edge in zip(self._targets, self._cumulative):
+        for decision, edge in zip(self._decisions, self._cumulative):
             if point < edge:
-                chosen = target
-                break
-        ordered = (chosen,) + tuple(t for t in self.fallback if t != chosen)
-        return RouteDecision(self.name, ordered)
+                return decision
+        return self._decisions[-1]
+
+    def candidates(self) -> tuple[RouteDecision, ...]:
+        return self._decisions
 
 
 class Router:
-    """A compiled policy. Immutable: a reload builds a new Router and swaps it in whole."""
-
     def __init__(self, routes: Iterable[Route], targets: Collection[str], rng: random.Random | None = None) -> None:
-        self._routes = tuple(CompiledRoute(r) for r in routes)
+        self.routes = tuple(CompiledRoute(r) for r in routes)
         self._targets = frozenset(targets)
         self._random = (rng or random.Random()).random
-        self.aliases = frozenset(m for r in self._routes if r.models for m in r.models)
+        self.aliases = frozenset(m for r in self.routes if r.models for m in r.models)
+        # Routes that can match a given model, in order: most requests test only a few routes.
+        self._for_model = {alias: tuple(r for r in self.routes if r.models is None or alias in r.models) for alias in self.aliases}
+        self._for_other = tuple(r for r in self.routes if r.models is None)
 
     def knows(self, model: str) -> bool:
         return model in self.aliases or model in self._targets
 
     def decide(self, facts: RequestFacts) -> RouteDecision | None:
-        for route in self._routes:
-            if route.matches(facts):
-                return route.choose(self._random())
+        for route in self._for_model.get(facts.model, self._for_other):
+            if route.condition.holds(facts):
+                return route.choose(facts, self._random())
         if facts.model in self._targets:
             # A target no route claims is served as is: an implicit one-target route.
             return RouteDecision(facts.model, (facts.model,))
         return None
+
+    def explain(self, facts: RequestFacts) -> tuple[list[tuple[str, str]], CompiledRoute | None]:
+        """Why each route before the match did not match, and the matching route (if any)."""
+        misses: list[tuple[str, str]] = []
+        for route in self.routes:
+            reason = route.condition.miss(facts)
+            if reason is None:
+                return misses, route
+            misses.append((route.name, reason))
+        return misses, None
