@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,8 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.base import Endpoint
+from gateway.config import ConfigError
 from gateway.errors import GatewayError
 from gateway.pipeline import Pipeline
+from gateway.reload import PolicyReloader
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -46,6 +51,7 @@ def _error(error: GatewayError) -> Response:
 def create_app(settings: Settings) -> Starlette:
     runtime = Runtime(settings)
     pipeline = Pipeline(runtime)
+    reloader = PolicyReloader(runtime, os.environ, settings.config.server.policy_watch_s)
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -65,6 +71,36 @@ def create_app(settings: Settings) -> Starlette:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "switchyard"} for name in names]
         return _json({"object": "list", "data": data})
 
+    async def admin_policy(request: Request) -> Response:
+        try:
+            runtime.admin.check(_raw_headers(request))
+        except GatewayError as error:
+            return _error(error)
+        status = runtime.policy
+        return _json(
+            {
+                "version": status.version,
+                "sha256": status.digest,
+                "loaded_at": status.loaded_at,
+                "files": list(runtime.settings.policies.files),
+                "routes": [route.name for route in runtime.router.routes],
+                "last_error": status.last_error,
+            }
+        )
+
+    async def admin_reload(request: Request) -> Response:
+        try:
+            runtime.admin.check(_raw_headers(request))
+        except GatewayError as error:
+            return _error(error)
+        try:
+            changed = await reloader.reload()
+        except ConfigError as exc:
+            message = "Policy rejected; the previous version keeps serving:\n" + str(exc)
+            return _error(GatewayError(400, message, code="invalid_policy"))
+        status = runtime.policy
+        return _json({"reloaded": changed, "version": status.version, "sha256": status.digest})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
@@ -80,9 +116,17 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        loop = asyncio.get_running_loop()
+        watcher = None
+        if runtime.settings.config.policies and runtime.settings.config.server.policy_watch_s > 0:
+            watcher = loop.create_task(reloader.watch())
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, reloader.reload_soon)
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await runtime.close()
 
     routes = [
@@ -92,6 +136,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/admin/policy", admin_policy, methods=["GET"]),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -8,7 +8,11 @@ import sys
 
 import orjson
 
-from gateway.config import ConfigError, config_schema
+from pathlib import Path
+
+from gateway.config import ConfigError, config_schema, load_config
+from policies.engine import Router
+from policies.loader import PolicySet, load_policies
 from gateway.settings import DEMO_KEY, demo_settings, load_settings
 
 
@@ -37,6 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=_config_check)
     config.add_parser("schema", help="print the config JSON Schema").set_defaults(run=_config_schema)
+
+    policy = commands.add_parser("policy", help="check, explain and test routing policy files").add_subparsers()
+    pcheck = policy.add_parser("check", help="validate policy files (schema, targets, shadowed routes)")
+    pcheck.add_argument("files", nargs="+")
+    pcheck.add_argument("--config", help="gateway config, to check target names (default: $SWITCHYARD_CONFIG)")
+    pcheck.set_defaults(run=_policy_check)
+    pexplain = policy.add_parser("explain", help="show which route a request takes, and why")
+    pexplain.add_argument("--request", required=True, help="a JSON request body file ('-' for stdin)")
+    pexplain.add_argument("--tenant", default="", help="the calling tenant")
+    pexplain.add_argument("--endpoint", default="chat", choices=["chat", "completion", "embedding"])
+    pexplain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="a request header")
+    pexplain.add_argument("--config", help="gateway config (default: $SWITCHYARD_CONFIG)")
+    pexplain.add_argument("--policy", nargs="+", help="policy files to use instead of the config's")
+    pexplain.set_defaults(run=_policy_explain)
+    ptest = policy.add_parser("test", help="run the `tests:` written in policy files")
+    ptest.add_argument("files", nargs="+")
+    ptest.add_argument("--config", help="gateway config, for target names (default: $SWITCHYARD_CONFIG)")
+    ptest.set_defaults(run=_policy_test)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers()
     new = keys.add_parser("new", help="make a new API key; prints it once with the hash for config")
@@ -98,3 +120,86 @@ def _keys_new(args: argparse.Namespace) -> int:
     print(f"hash (put this in config): {key_hash}")
     print(f"config snippet:\n  tenants:\n    {args.tenant}:\n      keys: [\"{key_hash}\"]")
     return 0
+
+
+def _targets_from(config_path: str | None) -> tuple[list[str] | None, int]:
+    path = config_path or os.environ.get("SWITCHYARD_CONFIG")
+    if not path:
+        return None, 0
+    try:
+        return list(load_config(path, os.environ).targets), 0
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None, 2
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from policies.tools import check
+
+    targets, failed = _targets_from(args.config)
+    if failed:
+        return failed
+    report = check([Path(f) for f in args.files], targets, os.environ)
+    print(report.text(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _load_router(files: list[Path], config_path: str | None) -> tuple[Router, PolicySet] | int:
+    targets, failed = _targets_from(config_path)
+    if failed:
+        return failed
+    try:
+        policies = load_policies(files, targets, os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if targets is None:
+        targets = sorted({n for r in policies.routes for n in [*(s if isinstance(s, str) else s.target for s in r.send), *r.fallback]})
+    return Router(policies.routes, targets), policies
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    from policies.tools import explain, facts_for
+
+    try:
+        raw = sys.stdin.buffer.read() if args.request == "-" else Path(args.request).read_bytes()
+        request = orjson.loads(raw)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"{args.request}: cannot read the request as JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(request, dict):
+        print(f"{args.request}: the request must be a JSON object", file=sys.stderr)
+        return 2
+    headers = dict(h.split(":", 1) for h in args.header if ":" in h)
+    if args.policy:
+        files = [Path(p) for p in args.policy]
+    else:
+        path = args.config or os.environ.get("SWITCHYARD_CONFIG")
+        if not path:
+            print("policy explain needs --config (or $SWITCHYARD_CONFIG) or --policy FILE…", file=sys.stderr)
+            return 2
+        try:
+            config = load_config(path, os.environ)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        files = [Path(path).parent / p for p in config.policies]
+    loaded = _load_router(files, args.config)
+    if isinstance(loaded, int):
+        return loaded
+    router, policies = loaded
+    report = explain(router, policies, facts_for(request, args.tenant, args.endpoint, headers))
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from policies.tools import run_tests
+
+    loaded = _load_router([Path(f) for f in args.files], args.config)
+    if isinstance(loaded, int):
+        return loaded
+    router, policies = loaded
+    report = run_tests(router, policies)
+    print(report.text())
+    return 0 if report.ok else 1

@@ -25,6 +25,7 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    policy_watch_s: float = Field(1.0, ge=0, le=3600, description="How often policy files are checked for changes; 0: never.")
 
 
 class StateConfig(Strict):

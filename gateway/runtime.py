@@ -57,24 +57,37 @@ class Runtime:
         known = sorted(self.router.aliases | self.adapters.keys())
         return known if all_models else [m for m in known if m in tenant_models]
 
-    def reload_policies(self, env: Mapping[str, str], force: bool = False) -> bool:
+    def reload_policies(self, env: Mapping[str, str]) -> bool:
         """Reads the policy files again and swaps them in if they are valid and changed.
 
         Returns whether a new version took effect; raises ConfigError (the old policy keeps
         serving) if the files are invalid.
         """
+        return self.apply_policies(self.read_policies(env))
+
+    def read_policies(self, env: Mapping[str, str]) -> Settings | ConfigError:
+        """The current settings with freshly read policy files, or why they were rejected.
+
+        Touches no live state, so it may run in a worker thread.
+        """
         try:
-            settings = self.settings.with_policies(env)
+            return self.settings.with_policies(env)
         except ConfigError as exc:
-            self.policy.last_error = str(exc)
-            log.error("policy reload rejected, version %d keeps serving:\n%s", self.policy.version, exc)
-            raise
+            return exc
+
+    def apply_policies(self, loaded: Settings | ConfigError) -> bool:
+        if isinstance(loaded, ConfigError):
+            self.policy.last_error = str(loaded)
+            log.error("policy reload rejected, version %d keeps serving:\n%s", self.policy.version, loaded)
+            raise loaded
         self.policy.last_error = None
-        if settings.policies.digest == self.policy.digest and not force:
+        if loaded.policies.digest == self.policy.digest:
             return False
-        router = settings.router()
-        self.breakers.apply(settings.policies.breaker)
-        self.settings, self.router = settings, router
-        self.policy = PolicyStatus(self.policy.version + 1, settings.policies.digest)
-        log.info("policy version %d loaded (%d routes, sha256 %s)", self.policy.version, len(router.routes), self.policy.digest[:12])
+        router = loaded.router()
+        self.breakers.apply(loaded.policies.breaker)
+        self.settings, self.router = loaded, router
+        self.policy = PolicyStatus(self.policy.version + 1, loaded.policies.digest)
+        log.info(
+            "policy version %d loaded (%d routes, sha256 %s)", self.policy.version, len(router.routes), self.policy.digest[:12]
+        )
         return True

@@ -24,6 +24,7 @@ class PolicySet:
     """Every route of every policy file, in order, with what else the files say."""
 
     routes: tuple[Route, ...] = ()
+    origins: tuple[str, ...] = ()  # "file:line" of each route, for messages
     breaker: CircuitBreaker = CircuitBreaker()
     tests: tuple[LocatedTest, ...] = ()
     files: tuple[str, ...] = ()
@@ -33,6 +34,7 @@ class PolicySet:
 def load_policies(paths: Sequence[Path], targets: Collection[str] | None, env: Mapping[str, str]) -> PolicySet:
     """Raises ConfigError naming every problem found. `targets=None` skips target-name checks."""
     routes: list[Route] = []
+    origins: list[str] = []
     tests: list[LocatedTest] = []
     breaker: CircuitBreaker | None = None
     problems: list[SourceError] = []
@@ -61,9 +63,10 @@ def load_policies(paths: Sequence[Path], targets: Collection[str] | None, env: M
             breaker = policy.circuit_breaker
         tests.extend(LocatedTest(str(path), doc.line_of(("tests", i)), t) for i, t in enumerate(policy.tests))
         routes.extend(policy.routes)
+        origins.extend(f"{path}:{doc.line_of(('routes', i))}" for i in range(len(policy.routes)))
     if problems:
         raise ConfigError(problems)
-    return PolicySet(tuple(routes), breaker or CircuitBreaker(), tuple(tests), tuple(str(p) for p in paths), digest.hexdigest())
+    return PolicySet(tuple(routes), tuple(origins), breaker or CircuitBreaker(), tuple(tests), tuple(str(p) for p in paths), digest.hexdigest())
 
 
 def _unknown_targets(doc: YamlDocument, index: int, route: Route, targets: Collection[str]) -> list[SourceError]:
