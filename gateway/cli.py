@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     policy = commands.add_parser("policy", help="check, explain and test routing policy files").add_subparsers()
     pcheck = policy.add_parser("check", help="validate policy files (schema, targets, shadowed routes)")
-    pcheck.add_argument("files", nargs="+")
+    pcheck.add_argument("files", nargs="*", help="policy files, in order (default: the config's `policies`)")
     pcheck.add_argument("--config", help="gateway config, to check target names (default: $SWITCHYARD_CONFIG)")
     pcheck.set_defaults(run=_policy_check)
     pexplain = policy.add_parser("explain", help="show which route a request takes, and why")
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     pexplain.add_argument("--policy", nargs="+", help="policy files to use instead of the config's")
     pexplain.set_defaults(run=_policy_explain)
     ptest = policy.add_parser("test", help="run the `tests:` written in policy files")
-    ptest.add_argument("files", nargs="+")
+    ptest.add_argument("files", nargs="*", help="policy files, in order (default: the config's `policies`)")
     ptest.add_argument("--config", help="gateway config, for target names (default: $SWITCHYARD_CONFIG)")
     ptest.set_defaults(run=_policy_test)
 
@@ -102,7 +102,7 @@ def _config_check(args: argparse.Namespace) -> int:
     config = settings.config
     print(
         f"{args.file}: OK ({len(config.targets)} targets, {len(config.tenants)} tenants, "
-        f"{len(settings.routes)} routes from {len(config.policies)} policy files)"
+        f"{len(settings.policies.routes)} routes from {len(config.policies)} policy files)"
     )
     return 0
 
@@ -133,13 +133,30 @@ def _targets_from(config_path: str | None) -> tuple[list[str] | None, int]:
         return None, 2
 
 
+def _policy_files(given: list[str], config_path: str | None) -> list[Path] | None:
+    """The files named on the command line, else the config's policy files in their order."""
+    if given:
+        return [Path(f) for f in given]
+    path = config_path or os.environ.get("SWITCHYARD_CONFIG")
+    if not path:
+        print("name policy files, or give --config (or $SWITCHYARD_CONFIG) to use the config's", file=sys.stderr)
+        return None
+    try:
+        config = load_config(path, os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    return [Path(path).parent / p for p in config.policies]
+
+
 def _policy_check(args: argparse.Namespace) -> int:
     from policies.tools import check
 
     targets, failed = _targets_from(args.config)
-    if failed:
-        return failed
-    report = check([Path(f) for f in args.files], targets, os.environ)
+    files = _policy_files(args.files, args.config)
+    if failed or files is None:
+        return failed or 2
+    report = check(files, targets, os.environ)
     print(report.text(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
@@ -171,19 +188,9 @@ def _policy_explain(args: argparse.Namespace) -> int:
         print(f"{args.request}: the request must be a JSON object", file=sys.stderr)
         return 2
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
-    if args.policy:
-        files = [Path(p) for p in args.policy]
-    else:
-        path = args.config or os.environ.get("SWITCHYARD_CONFIG")
-        if not path:
-            print("policy explain needs --config (or $SWITCHYARD_CONFIG) or --policy FILE…", file=sys.stderr)
-            return 2
-        try:
-            config = load_config(path, os.environ)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        files = [Path(path).parent / p for p in config.policies]
+    files = _policy_files(args.policy or [], args.config)
+    if files is None:
+        return 2
     loaded = _load_router(files, args.config)
     if isinstance(loaded, int):
         return loaded
@@ -196,7 +203,10 @@ def _policy_explain(args: argparse.Namespace) -> int:
 def _policy_test(args: argparse.Namespace) -> int:
     from policies.tools import run_tests
 
-    loaded = _load_router([Path(f) for f in args.files], args.config)
+    files = _policy_files(args.files, args.config)
+    if files is None:
+        return 2
+    loaded = _load_router(files, args.config)
     if isinstance(loaded, int):
         return loaded
     router, policies = loaded

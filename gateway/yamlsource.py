@@ -105,10 +105,10 @@ def _build(node: yaml.Node, path: Path_, doc: YamlDocument, env: Mapping[str, st
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise doc.error(path, "YAML merge keys (<<) are not supported")
-            key = _scalar(key_node, path, doc)
-            if isinstance(key, (list, dict)) or key is None:
+            if not isinstance(key_node, yaml.ScalarNode):
                 raise doc.error(path, "mapping keys must be plain scalars")
-            key = str(key) if not isinstance(key, (str, int)) else key
+            # Keys keep their source text: YAML 1.1 would turn `on:` or `no:` into booleans.
+            key = key_node.value
             if key in out:
                 raise SourceError(doc.file, key_node.start_mark.line + 1, path + (key,), "duplicate key")
             doc.lines[path + (key,)] = key_node.start_mark.line + 1

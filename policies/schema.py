@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from gateway.config import Name, Strict
 
 EndpointName = Literal["chat", "completion", "embedding"]
 ErrorClass = Annotated[
-    str, StringConstraints(pattern=r"^(429|5xx|[45][0-9][0-9]|timeout|connect|context_length|content_policy)$")
+    str,
+    BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+    StringConstraints(pattern=r"^(429|5xx|[45][0-9][0-9]|timeout|connect|context_length|content_policy)$")
 ]
 Scalar = str | int | float | bool
 OneOrMany = Scalar | list[Scalar]
