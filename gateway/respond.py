@@ -49,7 +49,7 @@ async def send_stream(send: Any, receive: Any, exchange: Exchange, reply: Upstre
     headers.append((b"cache-control", b"no-cache"))
     headers.append((b"x-accel-buffering", b"no"))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    relay = asyncio.ensure_future(_relay(send, reply))
+    relay = asyncio.ensure_future(_relay(send, reply, exchange))
     watch = asyncio.ensure_future(_client_gone(receive))
     try:
         done, _ = await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -65,7 +65,7 @@ async def send_stream(send: Any, receive: Any, exchange: Exchange, reply: Upstre
         exchange.status = 499  # client closed request
 
 
-async def _relay(send: Any, reply: UpstreamReply) -> None:
+async def _relay(send: Any, reply: UpstreamReply, exchange: Exchange) -> None:
     assert reply.events is not None
     try:
         async for events in reply.events:
@@ -73,6 +73,7 @@ async def _relay(send: Any, reply: UpstreamReply) -> None:
     except UpstreamError as error:
         # Headers are gone already: the failure can only be told in-band, as OpenAI does.
         client_error = to_client_error(error)
+        exchange.status = client_error.status
         await send({"type": "http.response.body", "body": client_error.sse_event(), "more_body": True})
 
 
