@@ -76,16 +76,33 @@ class Condition:
     def miss(self, facts: RequestFacts) -> str | None:
         raise NotImplementedError
 
+    def source(self, consts: list[Any]) -> str:
+        """A Python expression over `f` (the facts) equivalent to holds(); values go in `consts`.
+
+        The router compiles these into one function per policy, so the hot path runs no
+        per-condition method calls. Only constant indexes appear in the code, never policy text.
+        """
+        return f"{_const(consts, self)}.holds(f)"
+
+
+def _const(consts: list[Any], value: Any) -> str:
+    consts.append(value)
+    return f"K[{len(consts) - 1}]"
+
 
 class OneOf(Condition):
-    """A fact whose value must be one of a set."""
+    """A fact whose value must be one of a set. `expression` reads the fact in compiled code."""
 
-    __slots__ = ("label", "values", "read")
+    __slots__ = ("label", "values", "read", "expression")
 
-    def __init__(self, label: str, values: frozenset[str], read: Callable[[RequestFacts], Any]) -> None:
+    def __init__(self, label: str, values: frozenset[str], read: Callable[[RequestFacts], Any], expression: str) -> None:
         self.label = label
         self.values = values
         self.read = read
+        self.expression = expression
+
+    def source(self, consts: list[Any]) -> str:
+        return f"T({self.expression}) in {_const(consts, self.values)}"
 
     def holds(self, facts: RequestFacts) -> bool:
         return _text(self.read(facts)) in self.values
@@ -96,6 +113,36 @@ class OneOf(Condition):
         actual = _text(self.read(facts))
         shown = "(absent)" if actual is None else repr(actual[:80])
         return f"{self.label} is {shown}, not one of {sorted(self.values)}"
+
+
+class StringOneOf(OneOf):
+    """A fact that is always a string: no conversion needed in compiled code."""
+
+    def source(self, consts: list[Any]) -> str:
+        return f"{self.expression} in {_const(consts, self.values)}"
+
+
+class HeaderOneOf(OneOf):
+    def __init__(self, name: str, values: frozenset[str]) -> None:
+        super().__init__(f"header {name}", values, lambda f: f.header(name), "")
+        self.name = name.lower().encode("latin-1")
+
+    __slots__ = ("name",)
+
+    def source(self, consts: list[Any]) -> str:
+        wanted = frozenset(v.encode("latin-1") for v in self.values)
+        return f"f.headers.get({_const(consts, self.name)}) in {_const(consts, wanted)}"
+
+
+class MetadataOneOf(OneOf):
+    __slots__ = ("key",)
+
+    def __init__(self, key: str, values: frozenset[str]) -> None:
+        super().__init__(f"metadata.{key}", values, lambda f: f.metadata(key), "")
+        self.key = key
+
+    def source(self, consts: list[Any]) -> str:
+        return f"T(f.metadata({_const(consts, self.key)})) in {_const(consts, self.values)}"
 
 
 class TokenRange(Condition):
@@ -134,6 +181,9 @@ class AnyEntity(Condition):
             return None
         return f"none of the PII entities {sorted(self.entities)} was found"
 
+    def source(self, consts: list[Any]) -> str:
+        return f"not {_const(consts, self.entities)}.isdisjoint(f.pii_entities)"
+
 
 class AllOf(Condition):
     __slots__ = ("parts",)
@@ -154,6 +204,9 @@ class AllOf(Condition):
                 return reason
         return None
 
+    def source(self, consts: list[Any]) -> str:
+        return "(" + " and ".join(p.source(consts) for p in self.parts) + ")" if self.parts else "True"
+
 
 class AnyOf(Condition):
     __slots__ = ("parts",)
@@ -169,6 +222,9 @@ class AnyOf(Condition):
             return None
         return "none of `any` held: " + "; ".join(p.miss(facts) or "" for p in self.parts)
 
+    def source(self, consts: list[Any]) -> str:
+        return "(" + " or ".join(p.source(consts) for p in self.parts) + ")" if self.parts else "False"
+
 
 class Not(Condition):
     __slots__ = ("part",)
@@ -182,24 +238,29 @@ class Not(Condition):
     def miss(self, facts: RequestFacts) -> str | None:
         return "the `not` condition held" if self.part.holds(facts) else None
 
+    def source(self, consts: list[Any]) -> str:
+        return f"(not {self.part.source(consts)})"
 
-def compile_when(when: When) -> AllOf:
+
+def compile_when(when: When, skip_model: bool = False) -> AllOf:
+    """The condition tree of a `when`; `skip_model` leaves out a model test the caller already made."""
     parts: list[Condition] = []
-    for label, read in (
-        ("model", lambda f: f.model),
-        ("tenant", lambda f: f.tenant),
-        ("endpoint", lambda f: f.endpoint),
-        ("stream", lambda f: f.stream),
-        ("user", lambda f: f.user),
-        ("pii", lambda f: "detected" if f.pii_entities else "none"),
-    ):
-        wanted = getattr(when, label)
-        if wanted is not None:
-            parts.append(OneOf(label, _texts(wanted), read))
+    if when.model is not None and not skip_model:
+        parts.append(StringOneOf("model", _texts(when.model), lambda f: f.model, "f.model"))
+    if when.tenant is not None:
+        parts.append(StringOneOf("tenant", _texts(when.tenant), lambda f: f.tenant, "f.tenant"))
+    if when.endpoint is not None:
+        parts.append(StringOneOf("endpoint", _texts(when.endpoint), lambda f: f.endpoint, "f.endpoint"))
+    if when.stream is not None:
+        parts.append(OneOf("stream", _texts(when.stream), lambda f: f.stream, "f.stream"))
+    if when.pii is not None:
+        parts.append(StringOneOf("pii", _texts(when.pii), _pii_class, "('detected' if f.pii_entities else 'none')"))
+    if when.user is not None:
+        parts.append(OneOf("user", _texts(when.user), lambda f: f.user, "f.user"))
     for name, wanted in (when.header or {}).items():
-        parts.append(OneOf(f"header {name}", _texts(wanted), lambda f, n=name: f.header(n)))
+        parts.append(HeaderOneOf(name, _texts(wanted)))
     for key, wanted in (when.metadata or {}).items():
-        parts.append(OneOf(f"metadata.{key}", _texts(wanted), lambda f, k=key: f.metadata(k)))
+        parts.append(MetadataOneOf(key, _texts(wanted)))
     if when.est_prompt_tokens is not None:
         parts.append(TokenRange(when.est_prompt_tokens))
     if when.pii_entities:
@@ -211,3 +272,19 @@ def compile_when(when: When) -> AllOf:
     if when.not_ is not None:
         parts.append(Not(compile_when(when.not_)))
     return AllOf(parts)
+
+
+def _pii_class(facts: RequestFacts) -> str:
+    return "detected" if facts.pii_entities else "none"
+
+
+def compile_first_match(conditions: list[Condition]) -> Callable[[RequestFacts], int]:
+    """One function returning the index of the first condition that holds, or -1."""
+    consts: list[Any] = []
+    lines = ["def first_match(f):"]
+    for index, condition in enumerate(conditions):
+        lines.append(f"    if {condition.source(consts)}: return {index}")
+    lines.append("    return -1")
+    namespace: dict[str, Any] = {"K": tuple(consts), "T": _text}
+    exec(compile("\n".join(lines), "<policy>", "exec"), namespace)  # noqa: S102 - only constant indexes
+    return namespace["first_match"]

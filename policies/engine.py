@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from policies.conditions import RequestFacts, compile_when
+from policies.conditions import RequestFacts, compile_first_match, compile_when
 from policies.schema import Retry, Route, WeightedTarget
 
 NO_RETRY = Retry(attempts=1)
@@ -85,17 +85,24 @@ class Router:
         self._targets = frozenset(targets)
         self._random = (rng or random.Random()).random
         self.aliases = frozenset(m for r in self.routes if r.models for m in r.models)
-        # Routes that can match a given model, in order: most requests test only a few routes.
-        self._for_model = {alias: tuple(r for r in self.routes if r.models is None or alias in r.models) for alias in self.aliases}
-        self._for_other = tuple(r for r in self.routes if r.models is None)
+        # Per model alias, the routes that can match it, in order, compiled into one function whose
+        # model tests are already settled by the lookup.
+        self._for_model = {alias: self._group([r for r in self.routes if r.models is None or alias in r.models]) for alias in self.aliases}
+        self._for_other = self._group([r for r in self.routes if r.models is None])
+
+    @staticmethod
+    def _group(routes: list[CompiledRoute]) -> tuple[tuple[CompiledRoute, ...], Callable[[RequestFacts], int]]:
+        first_match = compile_first_match([compile_when(r.route.when, skip_model=True) for r in routes])
+        return tuple(routes), first_match
 
     def knows(self, model: str) -> bool:
         return model in self.aliases or model in self._targets
 
     def decide(self, facts: RequestFacts) -> RouteDecision | None:
-        for route in self._for_model.get(facts.model, self._for_other):
-            if route.condition.holds(facts):
-                return route.choose(facts, self._random())
+        routes, first_match = self._for_model.get(facts.model, self._for_other)
+        index = first_match(facts)
+        if index >= 0:
+            return routes[index].choose(facts, self._random())
         if facts.model in self._targets:
             # A target no route claims is served as is: an implicit one-target route.
             return RouteDecision(facts.model, (facts.model,))

@@ -128,3 +128,40 @@ def test_route_schema_errors(route, message):
     with pytest.raises(Exception) as info:
         PolicyFile.model_validate({"version": 1, "routes": [route]})
     assert message in str(info.value)
+
+
+def test_compiled_matcher_agrees_with_the_condition_objects():
+    """The router runs generated code; explain runs the objects. They must never disagree."""
+    from policies.conditions import compile_first_match, compile_when
+    from policies.schema import When
+
+    rng = random.Random(3)
+    leaves = [
+        {"tenant": ["t1", "t2"]}, {"endpoint": "embedding"}, {"stream": True}, {"user": "u1"},
+        {"header": {"x-team": "beta"}}, {"metadata": {"tier": ["gold", 1]}}, {"pii": "detected"},
+        {"pii_entities": ["EMAIL_ADDRESS"]}, {"est_prompt_tokens": {"gt": 3}},
+    ]
+
+    def random_when(depth: int = 0) -> dict:
+        when = dict(rng.choice(leaves))
+        if depth < 2 and rng.random() < 0.5:
+            when[rng.choice(["all", "any"])] = [random_when(depth + 1) for _ in range(rng.randint(1, 3))]
+        if depth < 2 and rng.random() < 0.3:
+            when["not"] = random_when(depth + 1)
+        return when
+
+    def random_facts() -> RequestFacts:
+        body = {"user": rng.choice([None, "u1", "u2", 7]), "metadata": {"tier": rng.choice(["gold", "1", 1, None])}}
+        body["messages"] = [{"role": "user", "content": "w " * rng.randint(0, 10)}]
+        headers = {b"x-team": b"beta"} if rng.random() < 0.5 else {}
+        pii = frozenset(rng.sample(["EMAIL_ADDRESS", "PHONE_NUMBER"], rng.randint(0, 2)))
+        return RequestFacts("chat", rng.choice(["t1", "t3"]), rng.choice(["chat", "embedding"]), rng.random() < 0.5, headers, body, pii)
+
+    for _ in range(300):
+        conditions = [compile_when(When.model_validate(random_when())) for _ in range(4)]
+        first_match = compile_first_match(conditions)
+        for _ in range(20):
+            facts = random_facts()
+            expected = next((i for i, c in enumerate(conditions) if c.holds(facts)), -1)
+            assert first_match(facts) == expected
+            assert all((c.miss(facts) is None) == c.holds(facts) for c in conditions)

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .polling import wait_until
 
@@ -83,7 +85,10 @@ class PrivateRedis:
             process.wait(timeout=10)
 
     def ping(self) -> bool:
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        # No retries: redis-py's default retry-with-backoff turns one refused connection into seconds of waiting.
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError):
