@@ -1,0 +1,1 @@
+"""Observability: cost, metrics, traces and access logs for every request."""
