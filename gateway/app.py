@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from adapters.base import Endpoint
 from gateway.config import ConfigError
 from gateway.errors import GatewayError
+from gateway.headers import GatewayHeaders
 from gateway.pipeline import Pipeline
 from gateway.reload import PolicyReloader
 from gateway.runtime import Runtime
@@ -139,8 +141,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/admin/policy", admin_policy, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
+    pipeline_paths = [route.path for route in routes if isinstance(route.app, _PipelineEndpoint)]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(GatewayHeaders, pipeline_paths=pipeline_paths)],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

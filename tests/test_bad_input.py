@@ -109,3 +109,10 @@ def test_errors_carry_the_gateway_headers_and_a_safe_request_id(http):
 def test_huge_model_names_are_not_echoed_whole(http):
     error = error_of(http.post(CHAT, json={"model": "m" * 1500, "messages": [{"role": "user", "content": "x"}]}), 404)
     assert len(error["message"]) < 300
+
+
+def test_every_response_carries_request_id_target_and_overhead(http):
+    for response in (http.get("/healthz"), http.get("/v1/models"), http.get("/nowhere"), http.get("/readyz")):
+        assert len(response.headers["x-request-id"]) == 24
+        assert response.headers["x-switchyard-target"] == "none"
+        assert float(response.headers["x-switchyard-overhead-ms"]) >= 0
