@@ -8,20 +8,18 @@ for this conftest); the most used ones are re-exported here for reference.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
-
-from fakes import AnthropicUpstream, OpenAIUpstream
+from fakes import ANTHROPIC_TEST_KEY, AnthropicUpstream, OpenAIUpstream
 from fakes.gateway_process import GatewayProcess, write_yaml_file
 from fakes.keys import make_key
 from fakes.network import free_port
 from fakes.redis_server import PrivateRedis, find_redis_server
 
 __all__ = ["GatewayProcess", "PrivateRedis", "free_port", "make_key"]
-
-ANTHROPIC_TEST_KEY = "test-anthropic-key"
 
 StartGateway = Callable[..., GatewayProcess]
 

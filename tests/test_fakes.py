@@ -17,9 +17,16 @@ import anthropic
 import httpx
 import openai
 import pytest
-
-from conftest import ANTHROPIC_TEST_KEY
-from fakes import AnthropicUpstream, OpenAIUpstream, async_wait_until, choice_text, count_words, embedding_vector, wait_until
+from fakes import (
+    ANTHROPIC_TEST_KEY,
+    AnthropicUpstream,
+    OpenAIUpstream,
+    async_wait_until,
+    choice_text,
+    count_words,
+    embedding_vector,
+    wait_until,
+)
 from fakes.keys import make_key
 from fakes.network import free_port
 from fakes.redis_server import PrivateRedis
@@ -102,7 +109,9 @@ def test_openai_legacy_completions_json_and_stream(openai_upstream: OpenAIUpstre
     client = openai_client(openai_upstream)
     reply = client.completions.create(model="m", prompt="once upon")
     assert reply.object == "text_completion" and reply.choices[0].text == "openai-fake:m:once upon"
-    streamed = list(client.completions.create(model="m", prompt="once upon", stream=True, stream_options={"include_usage": True}))
+    streamed = list(
+        client.completions.create(model="m", prompt="once upon", stream=True, stream_options={"include_usage": True})
+    )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == "openai-fake:m:once upon"
     assert streamed[-1].usage is not None and streamed[-1].usage.prompt_tokens == 2
 
@@ -114,7 +123,9 @@ def test_openai_embeddings_are_deterministic_in_both_encodings(openai_upstream: 
 
     assert openai_upstream.requests[0].body["encoding_format"] == "base64"
     assert list(by_default.data[0].embedding) == embedding_vector("openai-fake", "emb", "hello world")
-    assert [d.embedding for d in as_floats.data] == [embedding_vector("openai-fake", "emb", t) for t in ("hello world", "other")]
+    assert [d.embedding for d in as_floats.data] == [
+        embedding_vector("openai-fake", "emb", t) for t in ("hello world", "other")
+    ]
     assert as_floats.usage.prompt_tokens == 3
     assert len(client.embeddings.create(model="emb", input="x", dimensions=40).data[0].embedding) == 40
 
@@ -136,7 +147,9 @@ def test_status_fault_is_an_openai_error_for_the_next_n_requests_only(openai_ups
         client.chat.completions.create(model="m", messages=user("hi"))
     assert limited.value.response.headers["retry-after"] == "7"
     assert limited.value.code == "rate_limit_exceeded" and limited.value.type == "rate_limit_error"
-    assert client.chat.completions.create(model="m", messages=user("hi")).choices[0].message.content == "openai-fake:m:hi"
+    assert (
+        client.chat.completions.create(model="m", messages=user("hi")).choices[0].message.content == "openai-fake:m:hi"
+    )
 
 
 def test_faults_can_target_one_path_and_reject_typos(openai_upstream: OpenAIUpstream) -> None:
@@ -166,7 +179,9 @@ def test_stream_reset_drops_the_connection_after_k_events(openai_upstream: OpenA
     openai_upstream.set_fault("stream_reset", after_chunks=3)
     received = []
     with pytest.raises(openai.APIConnectionError):
-        for chunk in openai_client(openai_upstream).chat.completions.create(model="m", messages=user("a b c d"), stream=True):
+        for chunk in openai_client(openai_upstream).chat.completions.create(
+            model="m", messages=user("a b c d"), stream=True
+        ):
             received.append(chunk)
     assert len(received) == 3
     assert openai_upstream.cancelled_streams == 0  # the upstream's own doing, not the client's
@@ -191,7 +206,9 @@ def test_stop_releases_a_hung_request_promptly() -> None:
     upstream = OpenAIUpstream("hangs").start()
     upstream.set_fault("hang")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(openai_client(upstream, timeout=30).chat.completions.create, model="m", messages=user("hi"))
+        pending = pool.submit(
+            openai_client(upstream, timeout=30).chat.completions.create, model="m", messages=user("hi")
+        )
         wait_until(lambda: upstream.in_flight == 1)
         started = time.monotonic()
         upstream.stop()
@@ -202,7 +219,9 @@ def test_stop_releases_a_hung_request_promptly() -> None:
 
 def test_client_closing_a_slow_stream_is_counted_as_cancelled(openai_upstream: OpenAIUpstream) -> None:
     openai_upstream.set_fault("slow_stream", chunk_delay=0.2)
-    stream = openai_client(openai_upstream).chat.completions.create(model="m", messages=user("a b c d e f"), stream=True)
+    stream = openai_client(openai_upstream).chat.completions.create(
+        model="m", messages=user("a b c d e f"), stream=True
+    )
     next(iter(stream))
     assert openai_upstream.in_flight == 1
     stream.close()
@@ -227,7 +246,10 @@ async def test_async_client_disconnect_and_connection_count(openai_upstream: Ope
 
 def test_anthropic_message_reply_and_usage(anthropic_upstream: AnthropicUpstream) -> None:
     message = anthropic_client(anthropic_upstream).messages.create(
-        model="claude-x", max_tokens=100, system="be brief", messages=user("hello there")  # type: ignore[arg-type]
+        model="claude-x",
+        max_tokens=100,
+        system="be brief",
+        messages=user("hello there"),  # type: ignore[arg-type]
     )
     assert message.content[0].type == "text" and message.content[0].text == "anthropic-fake:claude-x:hello there"
     assert message.stop_reason == "end_turn"
@@ -251,7 +273,9 @@ def test_anthropic_stream_event_sequence_on_the_wire(anthropic_upstream: Anthrop
     raw = httpx.post(f"{anthropic_upstream.base_url}/v1/messages", json=body, headers=headers).text
     events = [block.split("\n") for block in raw.strip().split("\n\n")]
     names = [lines[0].removeprefix("event: ") for lines in events]
-    assert all(json.loads(lines[1].removeprefix("data: "))["type"] == name for name, lines in zip(names, events))
+    assert all(
+        json.loads(lines[1].removeprefix("data: "))["type"] == name for name, lines in zip(names, events, strict=True)
+    )
     deltas = names.count("content_block_delta")
     expected = ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * deltas
     assert deltas >= 3 and names == expected + ["content_block_stop", "message_delta", "message_stop"]
@@ -271,10 +295,16 @@ def test_anthropic_tool_use_json_and_stream(anthropic_upstream: AnthropicUpstrea
 
 def test_anthropic_auth_and_error_shapes(anthropic_upstream: AnthropicUpstream) -> None:
     with pytest.raises(anthropic.AuthenticationError) as refused:
-        anthropic_client(anthropic_upstream, api_key="wrong").messages.create(model="c", max_tokens=5, messages=user("hi"))  # type: ignore[arg-type]
-    assert refused.value.body == {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+        anthropic_client(anthropic_upstream, api_key="wrong").messages.create(
+            model="c", max_tokens=5, messages=user("hi")
+        )  # type: ignore[arg-type]
+    assert refused.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+    }
     no_version = httpx.post(
-        f"{anthropic_upstream.base_url}/v1/messages", json={"model": "c", "max_tokens": 5, "messages": user("hi")},
+        f"{anthropic_upstream.base_url}/v1/messages",
+        json={"model": "c", "max_tokens": 5, "messages": user("hi")},
         headers={"x-api-key": ANTHROPIC_TEST_KEY},
     )
     assert no_version.status_code == 400 and no_version.json()["error"]["type"] == "invalid_request_error"
@@ -304,3 +334,14 @@ def test_make_key_and_free_port() -> None:
     assert make_key("acme")[0] != plaintext
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", free_port()))
+
+
+def test_upstream_can_go_down_and_come_back_on_the_same_port() -> None:
+    with OpenAIUpstream("flaky") as upstream:
+        client = openai_client(upstream)
+        port = upstream.port
+        upstream.stop()
+        with pytest.raises(openai.APIConnectionError):
+            client.models.list()
+        upstream.start()
+        assert upstream.port == port and [m.id for m in client.models.list()] == ["upstream-model"]

@@ -1,6 +1,6 @@
 """Fake upstream servers and helpers for Switchyard's tests: real HTTP servers on free ports, no mocks."""
 
-from .anthropic_upstream import AnthropicUpstream
+from .anthropic_upstream import ANTHROPIC_TEST_KEY, AnthropicUpstream
 from .base import FakeUpstream
 from .faults import FAULT_PARAMETERS, Fault
 from .openai_upstream import OpenAIUpstream
@@ -9,6 +9,7 @@ from .replies import choice_text, count_words, embedding_vector, reply_text, spl
 from .wire import RecordedRequest, UpstreamRejection
 
 __all__ = [
+    "ANTHROPIC_TEST_KEY",
     "FAULT_PARAMETERS",
     "AnthropicUpstream",
     "Fault",

@@ -8,13 +8,22 @@ exact content and usage. Authentication is checked as Anthropic does, so a gatew
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from types import MappingProxyType
-from typing import Any, Iterator
+from typing import Any
 
 from aiohttp import web
 
 from .base import FakeUpstream
-from .replies import content_text, count_words, last_user_text, reply_text, split_pieces, truncate_words, words_in_messages
+from .replies import (
+    content_text,
+    count_words,
+    last_user_text,
+    reply_text,
+    split_pieces,
+    truncate_words,
+    words_in_messages,
+)
 from .wire import UpstreamRejection, json_response, sse_event
 
 # Anthropic's error type for each status (https://docs.anthropic.com/en/api/errors).
@@ -33,12 +42,15 @@ _ERROR_TYPES: MappingProxyType[int, str] = MappingProxyType(
     }
 )
 TOOL_TRIGGER = "call a tool"  # a last user message containing this makes the reply a tool_use block
+ANTHROPIC_TEST_KEY = "test-anthropic-key"  # the key the fake expects unless told otherwise
 
 
 class AnthropicUpstream(FakeUpstream):
     """Speaks POST /v1/messages (JSON and SSE). `base_url` is the origin, as the anthropic SDK and litellm expect."""
 
-    def __init__(self, name: str = "anthropic-fake", *, api_key: str = "test-anthropic-key", chunk_delay: float = 0.0) -> None:
+    def __init__(
+        self, name: str = "anthropic-fake", *, api_key: str = ANTHROPIC_TEST_KEY, chunk_delay: float = 0.0
+    ) -> None:
         super().__init__(name, chunk_delay=chunk_delay)
         self.api_key = api_key
 
@@ -74,7 +86,12 @@ class AnthropicUpstream(FakeUpstream):
         tools = body.get("tools") or []
         if tools and TOOL_TRIGGER in prompt_text:
             tool_input = {"upstream": self.name, "text": prompt_text}
-            block: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{sequence}", "name": tools[0]["name"], "input": tool_input}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": f"toolu_{sequence}",
+                "name": tools[0]["name"],
+                "input": tool_input,
+            }
             stop_reason, output_tokens = "tool_use", count_words(json.dumps(tool_input))
         else:
             text, cut = truncate_words(reply_text(self.name, model, prompt_text), max_tokens)
@@ -103,12 +120,20 @@ def _message_events(message: dict[str, Any]) -> Iterator[bytes]:
     usage = message["usage"]
     # Like the real API, message_start carries the input usage and an early output count that message_delta's
     # cumulative count then replaces.
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
     yield sse_event({"type": "message_start", "message": start}, "message_start")
 
     if block["type"] == "tool_use":
         opening = {**block, "input": {}}
-        deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in split_pieces(json.dumps(block["input"]))]
+        deltas = [
+            {"type": "input_json_delta", "partial_json": piece} for piece in split_pieces(json.dumps(block["input"]))
+        ]
     else:
         opening = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": piece} for piece in split_pieces(block["text"])]

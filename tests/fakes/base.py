@@ -11,7 +11,8 @@ import asyncio
 import socket
 import struct
 import threading
-from typing import Any, Awaitable, Callable, Iterable, Self
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -307,7 +308,7 @@ class FakeUpstream:
         assert self._released is not None
         try:
             await asyncio.wait_for(self._released.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _abort(self, request: web.Request, *, reset: bool) -> web.Response:
@@ -379,4 +380,3 @@ class FakeUpstream:
             await response.write(event)
         await response.write_eof()
         return response
-

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -64,10 +65,16 @@ class GatewayProcess:
     @property
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "gateway", "serve",
-            "--config", str(self.config_path),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
             *self.extra_args,
         ]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -159,9 +160,16 @@ class OpenAIUpstream(FakeUpstream):
         data = []
         for index, text in enumerate(texts):
             vector = embedding_vector(self.name, model, text, dimensions)
-            data.append({"object": "embedding", "index": index, "embedding": float32_base64(vector) if as_base64 else vector})
+            data.append(
+                {"object": "embedding", "index": index, "embedding": float32_base64(vector) if as_base64 else vector}
+            )
         tokens = sum(count_words(text) for text in texts)
-        payload = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         return json_response(payload, headers=self._reply_headers(request))
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
@@ -209,7 +217,12 @@ class OpenAIUpstream(FakeUpstream):
         for choice in choices:
             if choice.tool_call is not None:
                 call, function = choice.tool_call, choice.tool_call["function"]
-                opening = {"index": 0, "id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": ""}}
+                opening = {
+                    "index": 0,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": function["name"], "arguments": ""},
+                }
                 yield chunk(choice.index, {"role": "assistant", "content": None, "tool_calls": [opening]})
                 for piece in split_pieces(function["arguments"]):
                     yield chunk(choice.index, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
@@ -239,8 +252,17 @@ def _completion_stream(
 ) -> Iterator[bytes]:
     for choice in choices:
         for piece in split_pieces(choice.text or ""):
-            yield sse_event({**common, "choices": [{"text": piece, "index": choice.index, "logprobs": None, "finish_reason": None}]})
-        yield sse_event({**common, "choices": [{"text": "", "index": choice.index, "logprobs": None, "finish_reason": choice.finish_reason}]})
+            yield sse_event(
+                {**common, "choices": [{"text": piece, "index": choice.index, "logprobs": None, "finish_reason": None}]}
+            )
+        yield sse_event(
+            {
+                **common,
+                "choices": [
+                    {"text": "", "index": choice.index, "logprobs": None, "finish_reason": choice.finish_reason}
+                ],
+            }
+        )
     if include_usage:
         yield sse_event({**common, "choices": [], "usage": usage})
     yield sse_event("[DONE]")
@@ -254,7 +276,11 @@ def _chat_choice(choice: _Choice) -> dict[str, Any]:
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

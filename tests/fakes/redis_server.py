@@ -49,11 +49,16 @@ class PrivateRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         command = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -63,7 +68,9 @@ class PrivateRedis:
                 raise RuntimeError(f"redis-server on port {self.port} exited at start:\n{self.log_text()}")
             return self.ping()
 
-        wait_until(answers_or_died, timeout=timeout, interval=0.05, message=f"redis-server on port {self.port} answering PING")
+        wait_until(
+            answers_or_died, timeout=timeout, interval=0.05, message=f"redis-server on port {self.port} answering PING"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM), killing it if it does not exit within `timeout`."""
@@ -87,7 +94,11 @@ class PrivateRedis:
     def ping(self) -> bool:
         # No retries: redis-py's default retry-with-backoff turns one refused connection into seconds of waiting.
         client = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+            host="127.0.0.1",
+            port=self.port,
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             return bool(client.ping())
