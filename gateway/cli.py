@@ -8,11 +8,8 @@ import sys
 
 import orjson
 
-from pathlib import Path
-
-from gateway.config import ConfigError, config_schema, load_config
-from policies.engine import Router
-from policies.loader import PolicySet, load_policies
+from gateway import cli_policy as policy_commands
+from gateway.config import ConfigError, config_schema
 from gateway.settings import DEMO_KEY, demo_settings, load_settings
 
 
@@ -46,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     pcheck = policy.add_parser("check", help="validate policy files (schema, targets, shadowed routes)")
     pcheck.add_argument("files", nargs="*", help="policy files, in order (default: the config's `policies`)")
     pcheck.add_argument("--config", help="gateway config, to check target names (default: $SWITCHYARD_CONFIG)")
-    pcheck.set_defaults(run=_policy_check)
+    pcheck.set_defaults(run=policy_commands.check)
     pexplain = policy.add_parser("explain", help="show which route a request takes, and why")
     pexplain.add_argument("--request", required=True, help="a JSON request body file ('-' for stdin)")
     pexplain.add_argument("--tenant", default="", help="the calling tenant")
@@ -54,11 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     pexplain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="a request header")
     pexplain.add_argument("--config", help="gateway config (default: $SWITCHYARD_CONFIG)")
     pexplain.add_argument("--policy", nargs="+", help="policy files to use instead of the config's")
-    pexplain.set_defaults(run=_policy_explain)
+    pexplain.set_defaults(run=policy_commands.explain)
     ptest = policy.add_parser("test", help="run the `tests:` written in policy files")
     ptest.add_argument("files", nargs="*", help="policy files, in order (default: the config's `policies`)")
     ptest.add_argument("--config", help="gateway config, for target names (default: $SWITCHYARD_CONFIG)")
-    ptest.set_defaults(run=_policy_test)
+    ptest.set_defaults(run=policy_commands.test)
+    catalog = commands.add_parser("catalog", help="print the targets' metadata: kind, openness, license, prices…")
+    catalog.add_argument("--config", help="gateway config (default: $SWITCHYARD_CONFIG)")
+    catalog.add_argument("--json", action="store_true", help="JSON instead of a table")
+    catalog.set_defaults(run=policy_commands.catalog)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers()
     new = keys.add_parser("new", help="make a new API key; prints it once with the hash for config")
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.server import serve
+    from observability.settings import worker_metrics_dir
 
     path = args.config or os.environ.get("SWITCHYARD_CONFIG")
     if path:
@@ -89,7 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
             """-d '{"model": "echo", "messages": [{"role": "user", "content": "hello"}]}'""",
             flush=True,
         )
-    serve(settings, host, port, workers)
+    with worker_metrics_dir(workers, os.environ):  # before any worker process imports prometheus_client
+        serve(settings, host, port, workers)
     return 0
 
 
@@ -121,95 +124,3 @@ def _keys_new(args: argparse.Namespace) -> int:
     print(f"config snippet:\n  tenants:\n    {args.tenant}:\n      keys: [\"{key_hash}\"]")
     return 0
 
-
-def _targets_from(config_path: str | None) -> tuple[list[str] | None, int]:
-    path = config_path or os.environ.get("SWITCHYARD_CONFIG")
-    if not path:
-        return None, 0
-    try:
-        return list(load_config(path, os.environ).targets), 0
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None, 2
-
-
-def _policy_files(given: list[str], config_path: str | None) -> list[Path] | None:
-    """The files named on the command line, else the config's policy files in their order."""
-    if given:
-        return [Path(f) for f in given]
-    path = config_path or os.environ.get("SWITCHYARD_CONFIG")
-    if not path:
-        print("name policy files, or give --config (or $SWITCHYARD_CONFIG) to use the config's", file=sys.stderr)
-        return None
-    try:
-        config = load_config(path, os.environ)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    return [Path(path).parent / p for p in config.policies]
-
-
-def _policy_check(args: argparse.Namespace) -> int:
-    from policies.tools import check
-
-    targets, failed = _targets_from(args.config)
-    files = _policy_files(args.files, args.config)
-    if failed or files is None:
-        return failed or 2
-    report = check(files, targets, os.environ)
-    print(report.text(), file=sys.stdout if report.ok else sys.stderr)
-    return 0 if report.ok else 1
-
-
-def _load_router(files: list[Path], config_path: str | None) -> tuple[Router, PolicySet] | int:
-    targets, failed = _targets_from(config_path)
-    if failed:
-        return failed
-    try:
-        policies = load_policies(files, targets, os.environ)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if targets is None:
-        targets = sorted({n for r in policies.routes for n in [*(s if isinstance(s, str) else s.target for s in r.send), *r.fallback]})
-    return Router(policies.routes, targets), policies
-
-
-def _policy_explain(args: argparse.Namespace) -> int:
-    from policies.tools import explain, facts_for
-
-    try:
-        raw = sys.stdin.buffer.read() if args.request == "-" else Path(args.request).read_bytes()
-        request = orjson.loads(raw)
-    except (OSError, orjson.JSONDecodeError) as exc:
-        print(f"{args.request}: cannot read the request as JSON: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(request, dict):
-        print(f"{args.request}: the request must be a JSON object", file=sys.stderr)
-        return 2
-    headers = dict(h.split(":", 1) for h in args.header if ":" in h)
-    files = _policy_files(args.policy or [], args.config)
-    if files is None:
-        return 2
-    loaded = _load_router(files, args.config)
-    if isinstance(loaded, int):
-        return loaded
-    router, policies = loaded
-    report = explain(router, policies, facts_for(request, args.tenant, args.endpoint, headers))
-    print(report.text())
-    return 0 if report.ok else 1
-
-
-def _policy_test(args: argparse.Namespace) -> int:
-    from policies.tools import run_tests
-
-    files = _policy_files(args.files, args.config)
-    if files is None:
-        return 2
-    loaded = _load_router(files, args.config)
-    if isinstance(loaded, int):
-        return loaded
-    router, policies = loaded
-    report = run_tests(router, policies)
-    print(report.text())
-    return 0 if report.ok else 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.auth import hash_key
 from gateway.config import ConfigError, GatewayConfig, ServerConfig, TargetConfig, TenantConfig, load_config
 from gateway.yamlsource import SourceError
+from policies.catalog import Catalog
 from policies.engine import Router
 from policies.loader import PolicySet, load_policies
 
@@ -29,8 +30,8 @@ class Settings:
         base = Path(self.source).parent if self.source else Path.cwd()
         return [base / p for p in self.config.policies]
 
-    def router(self) -> Router:
-        return Router(self.policies.routes, self.config.targets.keys())
+    def router(self, catalog: Catalog | None = None) -> Router:
+        return Router(self.policies.routes, self.config.targets.keys(), catalog=catalog)
 
     def with_policies(self, env: Mapping[str, str]) -> Settings:
         """These settings with the policy files read again; raises ConfigError if any is bad."""

@@ -1,7 +1,8 @@
 """The one place cost is computed, for metrics, the cost header and budgets alike.
 
 Prices come from the target's configured `price` (self-hosted models), else from litellm's price
-map as bundled in the installed package (read as a file: no litellm import, no network), else zero.
+map as bundled in the installed package (read as a file: no litellm import, no network), else unknown
+(cost zero, and no cost header). The built-in echo target is free.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
 class Rate:
     input_per_token: float
     output_per_token: float
-    source: str  # "config", "litellm" or "unknown"
+    source: str  # "config", "litellm", "builtin" (echo: free) or "unknown"
 
 
 UNKNOWN = Rate(0.0, 0.0, "unknown")
+FREE = Rate(0.0, 0.0, "builtin")
 
 
 def bundled_price_map() -> dict[str, Any]:
@@ -43,6 +45,12 @@ def bundled_price_map() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def price_map_for(targets: Mapping[str, TargetConfig]) -> dict[str, Any]:
+    """The bundled map when some target could be looked up in it (prices, context windows,
+    capabilities); parsing it costs ~40 ms, so configs without such targets skip it."""
+    return bundled_price_map() if any(t.adapter != "echo" and t.model for t in targets.values()) else {}
+
+
 def lookup(price_map: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
     """A model's entry, trying `provider/model` as written, then without the provider prefix."""
     for name in (model, model.split("/", 1)[-1]):
@@ -56,9 +64,8 @@ class CostModel:
     """Per-target token rates, resolved once at start-up."""
 
     def __init__(self, targets: Mapping[str, TargetConfig], price_map: Mapping[str, Any] | None = None) -> None:
-        needs_map = any(t.price is None and t.adapter != "echo" and t.model for t in targets.values())
         if price_map is None:
-            price_map = bundled_price_map() if needs_map else {}
+            price_map = price_map_for(targets)
         self._rates = {name: _rate(target, price_map) for name, target in targets.items()}
 
     def rate(self, target: str) -> Rate:
@@ -72,7 +79,9 @@ class CostModel:
 def _rate(target: TargetConfig, price_map: Mapping[str, Any]) -> Rate:
     if target.price is not None:
         return Rate(target.price.input_per_mtok / 1e6, target.price.output_per_mtok / 1e6, "config")
-    if target.adapter == "echo" or not target.model:
+    if target.adapter == "echo":
+        return FREE
+    if not target.model:
         return UNKNOWN
     entry = lookup(price_map, target.model)
     if entry is None:

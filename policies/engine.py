@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from gateway.config import Limits
+from policies.catalog import Catalog
 from policies.conditions import RequestFacts, compile_first_match, compile_when
 from policies.schema import Retry, Route, WeightedTarget
 
@@ -26,12 +28,14 @@ class RouteDecision:
     timeout_s: float | None = None
     attempt_timeout_s: float | None = None
     deny: str | None = None
+    excluded: tuple[str, ...] = ()  # why targets of the route were dropped, for errors and explain
+    limits: Limits | None = None  # the route's limits_per_tenant
 
 
 class CompiledRoute:
     __slots__ = ("name", "models", "condition", "sticky", "weights", "_decisions", "_cumulative", "_total", "route")
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, catalog: Catalog | None = None) -> None:
         self.route = route
         self.name = route.name
         model = route.when.model
@@ -45,6 +49,7 @@ class CompiledRoute:
             "fallback_on": frozenset(route.fallback_on),
             "timeout_s": route.timeout_s,
             "attempt_timeout_s": route.attempt_timeout_s,
+            "limits": route.limits_per_tenant,
         }
         if route.deny is not None:
             self._decisions: tuple[RouteDecision, ...] = (RouteDecision(self.name, (), deny=route.deny),)
@@ -56,7 +61,9 @@ class CompiledRoute:
             if entry.weight <= 0:
                 continue
             chain = (entry.target,) + tuple(dict.fromkeys(t for t in route.fallback if t != entry.target))
-            decisions.append(RouteDecision(self.name, chain, **common))
+            excluded = catalog.exclusions(chain, route.require) if catalog is not None else {}
+            allowed = tuple(t for t in chain if t not in excluded)
+            decisions.append(RouteDecision(self.name, allowed, **common, excluded=tuple(excluded.values())))
             running += entry.weight
             cumulative.append(running)
         self._decisions = tuple(decisions)
@@ -80,8 +87,10 @@ class CompiledRoute:
 
 
 class Router:
-    def __init__(self, routes: Iterable[Route], targets: Collection[str], rng: random.Random | None = None) -> None:
-        self.routes = tuple(CompiledRoute(r) for r in routes)
+    def __init__(
+        self, routes: Iterable[Route], targets: Collection[str], rng: random.Random | None = None, catalog: Catalog | None = None
+    ) -> None:
+        self.routes = tuple(CompiledRoute(r, catalog) for r in routes)
         self._targets = frozenset(targets)
         self._random = (rng or random.Random()).random
         self.aliases = frozenset(m for r in self.routes if r.models for m in r.models)
@@ -94,6 +103,15 @@ class Router:
     def _group(routes: list[CompiledRoute]) -> tuple[tuple[CompiledRoute, ...], Callable[[RequestFacts], int]]:
         first_match = compile_first_match([compile_when(r.route.when, skip_model=True) for r in routes])
         return tuple(routes), first_match
+
+    def targets_of(self, alias: str) -> list[str]:
+        """Every target a route claiming this alias may send to, in order of first mention."""
+        names: dict[str, None] = {}
+        for route in self.routes:
+            if route.models and alias in route.models:
+                for decision in route.candidates():
+                    names.update(dict.fromkeys(decision.targets))
+        return list(names)
 
     def knows(self, model: str) -> bool:
         return model in self.aliases or model in self._targets

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
-from gateway.config import Name, Strict
+from gateway.config import Limits, Name, Requirements, Strict
 
 EndpointName = Literal["chat", "completion", "embedding"]
 ErrorClass = Annotated[
@@ -66,8 +66,12 @@ class Route(Strict):
         default_factory=lambda: ["429", "5xx", "timeout", "connect", "context_length", "content_policy"]
     )
     retry: Retry = Retry()
+    require: Requirements | None = Field(None, description="Only targets whose metadata meets these may serve the route.")
     timeout_s: float | None = Field(None, gt=0, le=3600, description="Whole request, all attempts included.")
     attempt_timeout_s: float | None = Field(None, gt=0, le=3600, description="Each upstream attempt.")
+    limits_per_tenant: Limits | None = Field(
+        None, description="Each tenant's own limits on this route, on top of its tenant and key limits."
+    )
 
     @model_validator(mode="after")
     def _send_or_deny(self) -> Route:

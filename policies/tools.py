@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError
+from gateway.errors import GatewayError
+from policies.catalog import Screen
 from policies.conditions import RequestFacts
 from policies.engine import CompiledRoute, RouteDecision, Router
 from policies.loader import LocatedTest, PolicySet, load_policies
@@ -88,7 +90,7 @@ def facts_for(request: Mapping[str, Any], tenant: str, endpoint: str, headers: M
     )
 
 
-def explain(router: Router, policies: PolicySet, facts: RequestFacts) -> Report:
+def explain(router: Router, policies: PolicySet, facts: RequestFacts, screen: Screen | None = None) -> Report:
     origin = dict(zip((r.name for r in policies.routes), policies.origins))
     lines = [
         f"request: model {facts.model!r}, tenant {facts.tenant or '(none)'!r}, endpoint {facts.endpoint}, "
@@ -104,20 +106,33 @@ def explain(router: Router, policies: PolicySet, facts: RequestFacts) -> Report:
         lines.append(f"  no route matches and {facts.model!r} is not a target: the client gets 404 model_not_found")
         return Report(lines, ok=False)
     lines.append(f"  match {matched.name} ({origin.get(matched.name, '?')})")
-    lines.extend("    " + line for line in describe(matched))
+    lines.extend("    " + line for line in describe(matched, facts, screen))
     return Report(lines, ok=True)
 
 
-def describe(route: CompiledRoute) -> list[str]:
+def describe(route: CompiledRoute, facts: RequestFacts | None = None, screen: Screen | None = None) -> list[str]:
     spec = route.route
     if spec.deny is not None:
         return [f"deny (403 denied_by_policy): {spec.deny}"]
     total = sum(w for _, w in route.weights) or 1.0
     arms = ", ".join(f"{t} ({100 * w / total:.0f}%)" for t, w in route.weights)
     lines = [f"send: {arms}" + (" — sticky by user" if route.sticky else "")]
-    for decision in route.candidates():
-        chain = " → ".join(decision.targets)
-        lines.append(f"if {decision.targets[0]} is picked: {chain}")
+    for arm, decision in zip((t for t, w in route.weights if w > 0), route.candidates()):
+        excluded = list(decision.excluded)
+        if screen is not None and facts is not None and decision.targets:
+            try:
+                screened = screen.apply(decision, facts.tenant, facts)
+                excluded = list(screened.excluded)
+                decision = screened
+            except GatewayError as error:
+                lines.append(f"if {arm} is picked: {error.status} {error.code}: {error.message}")
+                continue
+        for reason in excluded:
+            lines.append(f"excluded {reason}")
+        if decision.targets:
+            lines.append(f"if {arm} is picked: {' → '.join(decision.targets)}")
+        else:
+            lines.append(f"if {arm} is picked: no target left (403 requirement_not_met)")
     retry = spec.retry
     lines.append(
         f"retry: {retry.attempts} attempt(s) per target on {', '.join(retry.on)}; "
