@@ -39,6 +39,7 @@ class TtfcResult:
     median_ms: float
     p99_ms: float
     samples: int
+    buffered: int  # samples whose first read already held "[DONE]": the path did not stream
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -100,8 +101,9 @@ def load(wrk: str, taskset: str, core: int, port: int, duration_s: int, connecti
 
 
 async def _first_chunk_ms(session: aiohttp.ClientSession, url: str, body: bytes,
-                          headers: dict[str, str]) -> float:
-    """Time from sending the request to the first body bytes, then drain so the connection is reused."""
+                          headers: dict[str, str]) -> tuple[float, bool]:
+    """(ms from sending the request to the first body bytes, whether that read held the whole
+    stream); drains the rest so the connection is reused for the next sample."""
     start = time.perf_counter()
     async with session.post(url, data=body, headers=headers) as resp:
         first = await resp.content.readany()
@@ -110,7 +112,8 @@ async def _first_chunk_ms(session: aiohttp.ClientSession, url: str, body: bytes,
             raise HarnessError(f"stream request to {url} got {resp.status}: {first[:300]!r}")
         async for _ in resp.content.iter_any():
             pass
-    return elapsed
+    # The upstream spaces its chunks apart, so a relay that streams cannot deliver [DONE] first.
+    return elapsed, b"[DONE]" in first
 
 
 async def _ttfc(targets: dict[str, tuple[str, bytes]], key: str, samples: int,
@@ -119,19 +122,22 @@ async def _ttfc(targets: dict[str, tuple[str, bytes]], key: str, samples: int,
                "Accept": "text/event-stream"}
     timeout = aiohttp.ClientTimeout(total=30)
     times: dict[str, list[float]] = {name: [] for name in targets}
+    buffered = dict.fromkeys(targets, 0)
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout)
                 for name in targets}
     try:
         # Interleave the targets sample by sample so machine noise hits all of them alike.
         for i in range(warmup + samples):
             for name, (url, body) in targets.items():
-                ms = await _first_chunk_ms(sessions[name], url, body, headers)
+                ms, whole = await _first_chunk_ms(sessions[name], url, body, headers)
                 if i >= warmup:
                     times[name].append(ms)
+                    buffered[name] += whole
     finally:
         for session in sessions.values():
             await session.close()
-    return {name: TtfcResult(statistics.median(v), percentile(v, 99), len(v)) for name, v in times.items()}
+    return {name: TtfcResult(statistics.median(v), percentile(v, 99), len(v), buffered[name])
+            for name, v in times.items()}
 
 
 def ttfc(targets: dict[str, tuple[str, bytes]], key: str, samples: int = 300,

@@ -115,20 +115,21 @@ class Processes:
         return child
 
     def stop(self, child: Managed, grace_s: float = 5.0) -> None:
-        if child in self.children:
-            self.children.remove(child)
-        if child.popen.poll() is not None:
-            return
+        """SIGTERM the child's group, SIGKILL after grace_s. The child leaves `children` only once
+        it is gone, so a Ctrl-C during this wait still lets __exit__ finish the job."""
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            if child.popen.poll() is not None:
+                break
             try:
                 os.killpg(child.pid, sig)  # the group id equals the pid (start_new_session)
             except ProcessLookupError:
-                return
+                break
             try:
                 child.popen.wait(timeout=wait_s)
-                return
             except subprocess.TimeoutExpired:
                 continue
+        if child in self.children:
+            self.children.remove(child)
 
     def __enter__(self) -> Processes:
         return self

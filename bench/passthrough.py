@@ -2,8 +2,9 @@
 
 It does the minimum any Python gateway on this stack must do per request: parse
 HTTP (httptools), run one Starlette route, forward the body over one pooled
-aiohttp session and copy back status, content type and bytes. The gateway is
-judged as a ratio against this, so keep it bare: no auth, no logging, no parsing.
+aiohttp session and copy back status, content type and bytes (SSE replies are
+relayed chunk by chunk). The gateway is judged as a ratio against this, so keep
+it bare: no auth, no logging, no JSON parsing.
 
     python bench/passthrough.py --port 9001 --upstream http://127.0.0.1:9000
 """
@@ -18,7 +19,7 @@ import aiohttp
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 CHAT_PATH = "/v1/chat/completions"
@@ -39,15 +40,23 @@ def create_app(upstream: str) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.body()
         session: aiohttp.ClientSession = request.app.state.session
-        async with session.post(
-            target, data=body, headers={"content-type": "application/json"}
-        ) as upstream_resp:
+        upstream_resp = await session.post(target, data=body, headers={"content-type": "application/json"})
+        ctype = upstream_resp.headers.get("content-type", "application/json")
+        if ctype.startswith("text/event-stream"):
+            # SSE: relay chunks as they arrive (the streaming ceiling for time-to-first-chunk).
+            return StreamingResponse(relay(upstream_resp), status_code=upstream_resp.status, media_type=ctype)
+        try:
             data = await upstream_resp.read()
-            return Response(
-                content=data,
-                status_code=upstream_resp.status,
-                media_type=upstream_resp.headers.get("content-type", "application/json"),
-            )
+        finally:
+            upstream_resp.release()
+        return Response(content=data, status_code=upstream_resp.status, media_type=ctype)
+
+    async def relay(upstream_resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream_resp.content.iter_any():
+                yield chunk
+        finally:
+            upstream_resp.release()
 
     async def readyz(request: Request) -> Response:
         # Only so the harness can time start-to-ready the same way as for the gateway.

@@ -7,7 +7,8 @@ Scenarios, all loaded by wrk on the load core with the same POST:
   (b) bench/passthrough.py        — bare Starlette + aiohttp, the ceiling for a Python gateway
   (c) the gateway                 — `python -m gateway serve`, pinned to the server core like (b)
 Plus streaming time-to-first-chunk overhead, start-to-ready time and idle RSS.
-Exit code: 0 with a report (targets may FAIL), 1 on harness errors, 130 on Ctrl-C.
+Exit code: 0 with a report (targets may FAIL), 1 if the harness or the gateway could not run,
+130 on Ctrl-C/SIGTERM. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -186,8 +187,16 @@ def run(ctx: Ctx, rep: report.Report) -> None:
         rep.scenarios["gateway"] = combine(gw_runs)
 
     print(f"[bench] streaming time-to-first-chunk ({ctx.args.samples} samples each)...", flush=True)
-    targets = {"direct": (f"http://127.0.0.1:{sse_port}/v1/chat/completions",
-                          measure.chat_body("bench-model", stream=True))}
+    # A second passthrough, in front of the SSE upstream: the cost of a bare Python hop, for context.
+    pts_port = free_port()
+    pts = ctx.procs.spawn("passthrough-sse", [ctx.tools["taskset"], "-c", str(ctx.server_core),
+                                              sys.executable, str(BENCH_DIR / "passthrough.py"),
+                                              "--port", str(pts_port),
+                                              "--upstream", f"http://127.0.0.1:{sse_port}"])
+    wait_ready(pts, pts_port)
+    stream_body = measure.chat_body("bench-model", stream=True)
+    targets = {"direct": (f"http://127.0.0.1:{sse_port}/v1/chat/completions", stream_body),
+               "passthrough": (f"http://127.0.0.1:{pts_port}/v1/chat/completions", stream_body)}
     if gateway_up:
         targets["gateway"] = (f"http://127.0.0.1:{gw_port}/v1/chat/completions",
                               measure.chat_body(SSE_MODEL, stream=True))
@@ -201,6 +210,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGINT explicitly too: a shell starting us in the background would have it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     rep = report.Report(args=vars(args))
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             run(Ctx(args, tools, server_core, load_core, procs, workdir, key), rep)
     except KeyboardInterrupt:
         print("\n[bench] interrupted; all child processes stopped", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
         return 130
     except (HarnessError, OSError, subprocess.SubprocessError) as exc:
         failed = f"{type(exc).__name__}: {exc}"

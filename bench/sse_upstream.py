@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--interval-ms", type=float, default=2.0, help="gap between later chunks")
+    parser.add_argument("--interval-ms", type=float, default=1.0, help="gap between later chunks")
     args = parser.parse_args()
     try:
         import uvloop  # the same loop the gateway uses; steadier timings than asyncio's default
