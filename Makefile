@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 CONFIG ?=
 
-.PHONY: run test test-fast bench redis-server lock clean
+.PHONY: run test test-fast bench redis-server prometheus lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ run: $(VENV)/.runtime
 redis-server:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
-test: $(VENV)/.dev redis-server
+# The observability tests run a real Prometheus against the gateway, and promtool on the shipped alert rules.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
+
+test: $(VENV)/.dev redis-server prometheus
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.runtime

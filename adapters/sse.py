@@ -63,7 +63,7 @@ class UsageTap:
 
     def _take_usage(self, event: bytes) -> bool:
         """Records usage from the event; True when the event carries nothing but usage."""
-        data = _event_data(event)
+        data = event_data(event)
         if data is None:
             return False
         try:
@@ -88,7 +88,8 @@ def read_usage(usage: dict, into: Usage) -> None:
         into.reported = True
 
 
-def _event_data(event: bytes) -> bytes | None:
+def event_data(event: bytes) -> bytes | None:
+    """The payload of an event's first `data:` line."""
     for line in event.split(b"\n"):
         if line.startswith(b"data:"):
             return line[5:].strip()

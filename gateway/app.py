@@ -20,12 +20,15 @@ from starlette.routing import Route
 
 from adapters.base import Endpoint
 from gateway.config import ConfigError
+from gateway.drain import Drain, DrainAwareMiddleware
 from gateway.errors import GatewayError
 from gateway.headers import GatewayHeaders
 from gateway.pipeline import Pipeline
 from gateway.reload import PolicyReloader
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from observability.recorder import Recorder
+from observability.settings import observability_settings
 
 log = logging.getLogger("switchyard")
 
@@ -52,17 +55,25 @@ def _error(error: GatewayError) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     runtime = Runtime(settings)
-    pipeline = Pipeline(runtime)
-    reloader = PolicyReloader(runtime, os.environ, settings.config.server.policy_watch_s)
+    recorder = Recorder(observability_settings(settings.config.observability, os.environ), runtime)
+    pipeline = Pipeline(runtime, recorder)
+    server = settings.config.server
+    reloader = PolicyReloader(runtime, os.environ, server.policy_watch_s)
+    drain = Drain(runtime, server.drain_grace_s, server.drain_timeout_s)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = recorder.exposition()
+        return Response(body, headers={"content-type": content_type})
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        limits = runtime.limiter.health()
         if runtime.ready():
-            return _json({"status": "ready"})
-        reason = "draining" if runtime.draining else "starting"
-        return _json({"status": "not ready", "reason": reason}, 503)
+            return _json({"status": "degraded" if limits.get("redis") == "down" else "ready", **limits})
+        reason = "draining" if runtime.draining else "starting" if runtime.limiter.ready() else "redis unreachable"
+        return _json({"status": "not ready", "reason": reason, **limits}, 503)
 
     async def models(request: Request) -> Response:
         try:
@@ -70,8 +81,7 @@ def create_app(settings: Settings) -> Starlette:
         except GatewayError as error:
             return _error(error)
         names = runtime.models_for(tenant.models, tenant.all_models)
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "switchyard"} for name in names]
-        return _json({"object": "list", "data": data})
+        return _json({"object": "list", "data": [runtime.model_card(name) for name in names]})
 
     async def admin_policy(request: Request) -> Response:
         try:
@@ -118,18 +128,22 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        await recorder.start()
         loop = asyncio.get_running_loop()
         watcher = None
         if runtime.settings.config.policies and runtime.settings.config.server.policy_watch_s > 0:
             watcher = loop.create_task(reloader.watch())
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signal.SIGHUP, reloader.reload_soon)
+        drain.install()
         try:
             yield
         finally:
+            drain.uninstall()
             if watcher is not None:
                 watcher.cancel()
             await runtime.close()
+            await recorder.close()
 
     routes = [
         Route("/v1/chat/completions", _PipelineEndpoint(pipeline, Endpoint.CHAT), methods=["POST"]),
@@ -141,10 +155,15 @@ def create_app(settings: Settings) -> Starlette:
         Route("/admin/policy", admin_policy, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
+    if recorder.metrics is not None:
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
     pipeline_paths = [route.path for route in routes if isinstance(route.app, _PipelineEndpoint)]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(GatewayHeaders, pipeline_paths=pipeline_paths)],
+        middleware=[
+            Middleware(DrainAwareMiddleware, drain=drain),
+            Middleware(GatewayHeaders, pipeline_paths=pipeline_paths),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

@@ -15,9 +15,12 @@ KEY_PREFIX = "sk-sy-"
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
+    """The tenant as seen through one of its keys."""
+
     name: str
     models: frozenset[str]
     all_models: bool
+    key_id: str = ""  # the start of the key's hash: names the key in limit state, never the key itself
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.models
@@ -25,6 +28,10 @@ class Tenant:
 
 def hash_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id(key_hash: str) -> str:
+    return key_hash.removeprefix("sha256:")[:16]
 
 
 def new_key() -> tuple[str, str]:
@@ -64,9 +71,9 @@ class KeyRing:
 class Authenticator:
     def __init__(self, tenants: Mapping[str, TenantConfig]) -> None:
         self._keys = KeyRing(
-            (key_hash, Tenant(name, frozenset(m for m in spec.models if m != "*"), "*" in spec.models))
+            (key.hash, Tenant(name, frozenset(m for m in spec.models if m != "*"), "*" in spec.models, key_id(key.hash)))
             for name, spec in tenants.items()
-            for key_hash in spec.keys
+            for key in spec.key_configs()
         )
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> Tenant:

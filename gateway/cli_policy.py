@@ -75,7 +75,7 @@ def check(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     from policies.tools import explain as explain_request
-    from policies.tools import facts_for
+    from policies.tools import facts_for, safety_of
 
     try:
         raw = sys.stdin.buffer.read() if args.request == "-" else Path(args.request).read_bytes()
@@ -95,7 +95,8 @@ def explain(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    report = explain_request(router, policies, facts_for(request, args.tenant, args.endpoint, headers), screen)
+    facts = facts_for(request, args.tenant, args.endpoint, headers, safety_of(policies))
+    report = explain_request(router, policies, facts, screen)
     print(report.text())
     return 0 if report.ok else 1
 

@@ -6,8 +6,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from adapters.base import Endpoint, Usage
+
+if TYPE_CHECKING:
+    from gateway.limit import Admission
+    from observability.tracing import RequestTrace
+    from observability.usage import OutputMeter
 
 _CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -34,6 +40,21 @@ class Exchange:
     upstream_seconds: float = 0.0  # time spent waiting on upstreams, excluded from gateway overhead
     status: int = 0
     usage: Usage = field(default_factory=Usage)
+    policy_version: int = 0
+    overhead_seconds: float = 0.0  # gateway time until the response headers, fixed when they are written
+    first_token_seconds: float | None = None  # streams: arrival to the first event sent to the client
+    cost_usd: float | None = None  # None while unknown: no usage yet, or a target without a price
+    trace: RequestTrace | None = None  # None unless tracing is on
+    output: OutputMeter | None = None  # what the reply said, when usage must be counted or a trace wants it
+    ratelimit_headers: tuple[tuple[bytes, bytes], ...] = ()  # x-ratelimit-*, when limits apply
+    limited_by: str = ""  # the limit (config field name) that refused the request
+    admission: Admission | None = None  # what the limits must be told when the request ends
+    safety_events: tuple[tuple[str, str], ...] = ()  # (kind, action) per safety finding: names only, never values
 
-    def overhead_ms(self) -> float:
-        return (perf_counter() - self.started - self.upstream_seconds) * 1000.0
+    def fix_overhead(self) -> float:
+        """The gateway's own time so far (upstream time excluded), kept as the request's overhead; in seconds.
+
+        Called when the response headers are written: what follows for a stream is mostly the upstream's pace.
+        """
+        self.overhead_seconds = perf_counter() - self.started - self.upstream_seconds
+        return self.overhead_seconds

@@ -1,13 +1,18 @@
 """The request path, in the order every request takes it.
 
-    accept → authenticate → decide → send → respond
+    accept → authenticate → inspect → decide → limit → send → respond → record
 
-Each step lives in its own module with one job; this file only wires them in order. Rate limits
-(limit) and safety filters (inspect) slot in between authenticate and decide.
+Each step lives in its own module with one job; this file only wires them in order.
+Inspect (gateway/safety/engine.py) scans before decide so routes can match on what it found; the
+PII actions it prescribes apply once the route is known (a `keep_pii` route gets the body as sent).
+Limit (gateway/limit.py) comes after decide, because a route can carry limits of its own, and
+checks them all in one call. Record (observability/recorder.py) runs once per request, whatever
+the outcome, after the last byte; what the request used is then settled with its limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from adapters.base import Endpoint, UpstreamRequest
@@ -17,18 +22,36 @@ from gateway.exchange import Exchange, request_id_from
 from gateway.respond import send_error, send_reply, send_stream
 from gateway.runtime import Runtime
 from gateway.send import Sender
+from observability.recorder import Recorder
 from policies.conditions import RequestFacts
 
 
 class Pipeline:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, recorder: Recorder) -> None:
         self.runtime = runtime
+        self.recorder = recorder
         self.sender = Sender(runtime.adapters, runtime.breakers)
+        self.limiter = runtime.limiter
+        runtime.limiter.report_to(recorder.ratelimit_rejected, recorder.redis_up)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint) -> None:
-        runtime = self.runtime
         headers = dict(scope["headers"])
         exchange = Exchange(endpoint, request_id_from(headers.get(b"x-request-id")))
+        self.recorder.begin(exchange, headers)
+        try:
+            await self._serve(receive, send, endpoint, headers, exchange)
+        except asyncio.CancelledError:
+            exchange.status = exchange.status or 499  # the server stopped the request
+            raise
+        finally:
+            # record: once per request, answered or not, after the last byte of a stream
+            self.recorder.record(exchange)
+            self.limiter.settle(exchange)  # after record: a stream's usage and cost are final only then
+
+    async def _serve(
+        self, receive: Any, send: Any, endpoint: Endpoint, headers: dict[bytes, bytes], exchange: Exchange
+    ) -> None:
+        runtime = self.runtime
         try:
             # accept + authenticate: who is asking, before reading what they ask
             tenant = runtime.authenticator.authenticate(headers)
@@ -38,17 +61,28 @@ class Pipeline:
             exchange.model = request.model
             # decide
             router = runtime.router  # one policy version for the whole request, even across a reload
+            safety = runtime.safety  # swapped together with the router
+            exchange.policy_version = runtime.policy.version
             if not tenant.may_use(request.model):
                 raise _not_allowed(request.model, router.knows(request.model))
-            facts = RequestFacts(request.model, tenant.name, endpoint.value, request.stream, headers, request.body)
+            # inspect: what the request carries, before deciding where it may go
+            screening = await safety.inspect(request.body, tenant.key_id, exchange)
+            facts = RequestFacts(
+                request.model, tenant.name, endpoint.value, request.stream, headers, request.body,
+                screening.pii_entities, screening.flags,
+            )
             decision = router.decide(facts)
             if decision is None:
                 raise _not_allowed(request.model, known=False)
             exchange.route = decision.route
             if decision.deny is not None:
                 raise GatewayError(403, decision.deny, code="denied_by_policy")
+            decision = runtime.screen.apply(decision, tenant.name, facts)
+            body = screening.body_for(request.body, decision.keep_pii, exchange)  # redacted unless kept in house
+            # limit
+            await self.limiter.admit(tenant, decision, facts, exchange)
             # send
-            upstream = UpstreamRequest(endpoint, request.body, request.stream, request.client_wants_usage)
+            upstream = UpstreamRequest(endpoint, body, request.stream, request.client_wants_usage)
             reply = await self.sender.send(upstream, decision, exchange)
         except GatewayError as error:
             await send_error(send, exchange, error)
@@ -57,7 +91,8 @@ class Pipeline:
             exchange.status = 499
             return
         # respond
-        exchange.usage = reply.usage
+        screening.restore(reply)  # pseudonymized values back in, for the client only
+        self.recorder.answered(exchange, reply, request.body)
         if reply.events is None:
             await send_reply(send, exchange, reply)
         else:

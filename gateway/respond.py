@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import Any
 
 from adapters.base import UpstreamError, UpstreamReply
@@ -14,14 +15,20 @@ JSON = b"application/json"
 
 
 def gateway_headers(exchange: Exchange, content_type: bytes) -> list[tuple[bytes, bytes]]:
-    return [
+    headers = [
         (b"content-type", content_type),
         (b"x-request-id", exchange.request_id),
         (b"x-switchyard-route", exchange.route.encode() or b"none"),
         (b"x-switchyard-target", exchange.target.encode() or b"none"),
         (b"x-switchyard-attempts", str(exchange.attempts).encode()),
-        (b"x-switchyard-overhead-ms", f"{exchange.overhead_ms():.3f}".encode()),
+        (b"x-switchyard-overhead-ms", f"{exchange.fix_overhead() * 1000:.3f}".encode()),
     ]
+    if exchange.cost_usd is not None:  # known for JSON replies; a stream's cost is known only after its end
+        headers.append((b"x-switchyard-cost-usd", f"{exchange.cost_usd:.10f}".encode()))
+    headers.extend(exchange.ratelimit_headers)
+    if exchange.safety_events:
+        headers.append((b"x-switchyard-safety", ", ".join(f"{kind};{action}" for kind, action in exchange.safety_events).encode()))
+    return headers
 
 
 async def send_json(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -49,6 +56,7 @@ async def send_stream(send: Any, receive: Any, exchange: Exchange, reply: Upstre
     headers.append((b"cache-control", b"no-cache"))
     headers.append((b"x-accel-buffering", b"no"))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    relaying = perf_counter()
     relay = asyncio.ensure_future(_relay(send, reply, exchange))
     watch = asyncio.ensure_future(_client_gone(receive))
     try:
@@ -59,6 +67,7 @@ async def send_stream(send: Any, receive: Any, exchange: Exchange, reply: Upstre
                 task.cancel()
         await asyncio.gather(relay, watch, return_exceptions=True)
         reply.release()
+        exchange.upstream_seconds += perf_counter() - relaying  # a stream's pace is the upstream's
     if relay in done and relay.exception() is None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     else:
@@ -69,6 +78,8 @@ async def _relay(send: Any, reply: UpstreamReply, exchange: Exchange) -> None:
     assert reply.events is not None
     try:
         async for events in reply.events:
+            if exchange.first_token_seconds is None:
+                exchange.first_token_seconds = perf_counter() - exchange.started
             await send({"type": "http.response.body", "body": events, "more_body": True})
     except UpstreamError as error:
         # Headers are gone already: the failure can only be told in-band, as OpenAI does.

@@ -7,20 +7,33 @@ for the life of the process (a config change rolls the process).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters import build_adapter
 from adapters.base import Adapter
 from gateway.auth import AdminAuthenticator, Authenticator
 from gateway.config import ConfigError
+from gateway.limit import Limiter
 from gateway.settings import Settings
+from observability.cost import price_map_for
 from policies.breaker import BreakerBoard
+from policies.catalog import Catalog, Screen
 from policies.engine import Router
+from gateway.safety.behaviour import BehaviourBook
+from gateway.safety.engine import SafetyEngine
 
 log = logging.getLogger("switchyard.policy")
+
+
+@dataclass(frozen=True)
+class LoadedPolicies:
+    settings: Settings
+    safety: SafetyEngine
 
 
 @dataclass
@@ -37,25 +50,45 @@ class Runtime:
         self.settings = settings
         self.authenticator = Authenticator(config.tenants)
         self.admin = AdminAuthenticator(config.admin_keys)
-        self.router: Router = settings.router()
+        self.price_map = price_map_for(config.targets)  # litellm's bundled model map, parsed once
+        self.catalog = Catalog(config.targets, self.price_map)
+        self.screen = Screen(self.catalog, {name: spec.require for name, spec in config.tenants.items()})
+        self.router: Router = settings.router(self.catalog)
         self.adapters: dict[str, Adapter] = {name: build_adapter(name, t) for name, t in config.targets.items()}
         self.breakers = BreakerBoard(config.targets.keys(), settings.policies.breaker)
         self.max_body_bytes = config.server.max_body_bytes
         self.policy = PolicyStatus(digest=settings.policies.digest)
+        self.limiter = Limiter(config.state, config.tenants)
+        self.behaviour = BehaviourBook(config.state)
+        self.safety = SafetyEngine(settings.policies.safety, self.behaviour)
         self.draining = False
 
     async def start(self) -> None:
-        await asyncio.gather(*(adapter.start() for adapter in self.adapters.values()))
+        await asyncio.gather(self.limiter.start(), *(adapter.start() for adapter in self.adapters.values()))
+        # What start-up built (modules, config, Presidio's recognizers when PII is on) lives as long as the
+        # process: out of the cyclic collector's scans, which otherwise walk it all on every full collection.
+        gc.freeze()
 
     async def close(self) -> None:
-        await asyncio.gather(*(adapter.close() for adapter in self.adapters.values()), return_exceptions=True)
+        adapters = (adapter.close() for adapter in self.adapters.values())
+        await asyncio.gather(self.limiter.close(), self.behaviour.close(), *adapters, return_exceptions=True)
 
     def ready(self) -> bool:
-        return not self.draining and all(adapter.ready() for adapter in self.adapters.values())
+        return not self.draining and self.limiter.ready() and all(adapter.ready() for adapter in self.adapters.values())
 
     def models_for(self, tenant_models: frozenset[str], all_models: bool) -> list[str]:
         known = sorted(self.router.aliases | self.adapters.keys())
         return known if all_models else [m for m in known if m in tenant_models]
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        """An OpenAI model object, with the target's catalog metadata (or an alias's targets) as extra fields."""
+        card: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": "switchyard"}
+        profile = self.catalog.profiles.get(name)
+        if profile is not None:
+            card.update(profile.as_json())
+        else:
+            card["targets"] = self.router.targets_of(name)
+        return card
 
     def reload_policies(self, env: Mapping[str, str]) -> bool:
         """Reads the policy files again and swaps them in if they are valid and changed.
@@ -65,28 +98,32 @@ class Runtime:
         """
         return self.apply_policies(self.read_policies(env))
 
-    def read_policies(self, env: Mapping[str, str]) -> Settings | ConfigError:
-        """The current settings with freshly read policy files, or why they were rejected.
+    def read_policies(self, env: Mapping[str, str]) -> LoadedPolicies | ConfigError:
+        """The current settings with freshly read policy files (and the safety filters they ask for),
+        or why they were rejected.
 
-        Touches no live state, so it may run in a worker thread.
+        Touches no live state, so it may run in a worker thread (building PII detection takes a while).
         """
         try:
-            return self.settings.with_policies(env)
+            settings = self.settings.with_policies(env)
         except ConfigError as exc:
             return exc
+        if settings.policies.digest == self.policy.digest:
+            return LoadedPolicies(settings, self.safety)
+        return LoadedPolicies(settings, SafetyEngine(settings.policies.safety, self.behaviour))
 
-    def apply_policies(self, loaded: Settings | ConfigError) -> bool:
+    def apply_policies(self, loaded: LoadedPolicies | ConfigError) -> bool:
         if isinstance(loaded, ConfigError):
             self.policy.last_error = str(loaded)
             log.error("policy reload rejected, version %d keeps serving:\n%s", self.policy.version, loaded)
             raise loaded
         self.policy.last_error = None
-        if loaded.policies.digest == self.policy.digest:
+        if loaded.settings.policies.digest == self.policy.digest:
             return False
-        router = loaded.router()
-        self.breakers.apply(loaded.policies.breaker)
-        self.settings, self.router = loaded, router
-        self.policy = PolicyStatus(self.policy.version + 1, loaded.policies.digest)
+        router = loaded.settings.router(self.catalog)
+        self.breakers.apply(loaded.settings.policies.breaker)
+        self.settings, self.router, self.safety = loaded.settings, router, loaded.safety
+        self.policy = PolicyStatus(self.policy.version + 1, loaded.settings.policies.digest)
         log.info(
             "policy version %d loaded (%d routes, sha256 %s)", self.policy.version, len(router.routes), self.policy.digest[:12]
         )

@@ -92,6 +92,9 @@ class Sender:
     async def _attempt(self, target: str, request: UpstreamRequest, exchange: Exchange, timeout: float | None) -> UpstreamReply:
         exchange.target = target
         exchange.attempts += 1
+        trace = exchange.trace
+        if trace is not None:
+            trace.attempt_started(target, request)
         began = perf_counter()
         try:
             if timeout is None:
@@ -101,6 +104,10 @@ class Sender:
                     return await _answered(self._adapters[target], request)
             except TimeoutError:
                 raise UpstreamError("timeout", 504, f"upstream target {target!r} timed out") from None
+        except UpstreamError as error:
+            if trace is not None:
+                trace.attempt_failed(error)
+            raise
         finally:
             exchange.upstream_seconds += perf_counter() - began
 

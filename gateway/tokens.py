@@ -10,7 +10,12 @@ from typing import Any
 
 
 def estimate_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
+    return tokens_for_characters(len(text))
+
+
+def tokens_for_characters(count: int) -> int:
+    """The estimate for text known only by its length, e.g. a stream counted as it passed."""
+    return (count + 3) // 4
 
 
 def prompt_text(body: dict[str, Any]) -> str:

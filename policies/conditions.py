@@ -16,7 +16,7 @@ from policies.schema import TokenBounds, When
 class RequestFacts:
     """What routing may look at. Costly facts (the prompt's token estimate) are computed on demand."""
 
-    __slots__ = ("model", "tenant", "endpoint", "stream", "headers", "body", "pii_entities", "_prompt_tokens")
+    __slots__ = ("model", "tenant", "endpoint", "stream", "headers", "body", "pii_entities", "safety_flags", "_prompt_tokens")
 
     def __init__(
         self,
@@ -27,6 +27,7 @@ class RequestFacts:
         headers: Mapping[bytes, bytes] | None = None,
         body: Mapping[str, Any] | None = None,
         pii_entities: frozenset[str] = frozenset(),
+        safety_flags: frozenset[str] = frozenset(),
     ) -> None:
         self.model = model
         self.tenant = tenant
@@ -35,6 +36,7 @@ class RequestFacts:
         self.headers = headers or {}
         self.body = body or {}
         self.pii_entities = pii_entities
+        self.safety_flags = safety_flags
         self._prompt_tokens: int | None = None
 
     @property
@@ -168,21 +170,25 @@ class TokenRange(Condition):
 
 
 class AnyEntity(Condition):
-    __slots__ = ("entities",)
+    """Any of these names among a set-valued fact: PII entity types found, or safety flags raised."""
 
-    def __init__(self, entities: frozenset[str]) -> None:
+    __slots__ = ("entities", "fact", "label")
+
+    def __init__(self, entities: frozenset[str], fact: str = "pii_entities", label: str = "the PII entities") -> None:
         self.entities = entities
+        self.fact = fact
+        self.label = label
 
     def holds(self, facts: RequestFacts) -> bool:
-        return not self.entities.isdisjoint(facts.pii_entities)
+        return not self.entities.isdisjoint(getattr(facts, self.fact))
 
     def miss(self, facts: RequestFacts) -> str | None:
         if self.holds(facts):
             return None
-        return f"none of the PII entities {sorted(self.entities)} was found"
+        return f"none of {self.label} {sorted(self.entities)} was found"
 
     def source(self, consts: list[Any]) -> str:
-        return f"not {_const(consts, self.entities)}.isdisjoint(f.pii_entities)"
+        return f"not {_const(consts, self.entities)}.isdisjoint(f.{self.fact})"
 
 
 class AllOf(Condition):
@@ -265,6 +271,8 @@ def compile_when(when: When, skip_model: bool = False) -> AllOf:
         parts.append(TokenRange(when.est_prompt_tokens))
     if when.pii_entities:
         parts.append(AnyEntity(frozenset(when.pii_entities)))
+    if when.flagged:
+        parts.append(AnyEntity(frozenset(when.flagged), "safety_flags", "the safety flags"))
     if when.all:
         parts.append(AllOf([compile_when(w) for w in when.all]))
     if when.any:

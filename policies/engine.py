@@ -30,6 +30,7 @@ class RouteDecision:
     deny: str | None = None
     excluded: tuple[str, ...] = ()  # why targets of the route were dropped, for errors and explain
     limits: Limits | None = None  # the route's limits_per_tenant
+    keep_pii: bool = False  # the route's targets may receive personal data as sent
 
 
 class CompiledRoute:
@@ -50,6 +51,7 @@ class CompiledRoute:
             "timeout_s": route.timeout_s,
             "attempt_timeout_s": route.attempt_timeout_s,
             "limits": route.limits_per_tenant,
+            "keep_pii": route.keep_pii,
         }
         if route.deny is not None:
             self._decisions: tuple[RouteDecision, ...] = (RouteDecision(self.name, (), deny=route.deny),)

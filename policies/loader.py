@@ -10,6 +10,7 @@ from pathlib import Path
 from gateway.config import ConfigError, validate
 from gateway.yamlsource import SourceError, YamlDocument, load_yaml
 from policies.schema import CircuitBreaker, PolicyFile, PolicyTest, Route, WeightedTarget
+from gateway.safety.schema import SafetyPolicy
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class PolicySet:
     tests: tuple[LocatedTest, ...] = ()
     files: tuple[str, ...] = ()
     digest: str = hashlib.sha256(b"").hexdigest()
+    safety: SafetyPolicy | None = None
 
 
 def load_policies(paths: Sequence[Path], targets: Collection[str] | None, env: Mapping[str, str]) -> PolicySet:
@@ -37,6 +39,7 @@ def load_policies(paths: Sequence[Path], targets: Collection[str] | None, env: M
     origins: list[str] = []
     tests: list[LocatedTest] = []
     breaker: CircuitBreaker | None = None
+    safety: SafetyPolicy | None = None
     problems: list[SourceError] = []
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
@@ -61,12 +64,19 @@ def load_policies(paths: Sequence[Path], targets: Collection[str] | None, env: M
             if breaker is not None:
                 problems.append(doc.error(("circuit_breaker",), "circuit_breaker is already set in an earlier policy file"))
             breaker = policy.circuit_breaker
+        if policy.safety is not None:
+            if safety is not None:
+                problems.append(doc.error(("safety",), "safety is already set in an earlier policy file"))
+            safety = policy.safety
         tests.extend(LocatedTest(str(path), doc.line_of(("tests", i)), t) for i, t in enumerate(policy.tests))
         routes.extend(policy.routes)
         origins.extend(f"{path}:{doc.line_of(('routes', i))}" for i in range(len(policy.routes)))
     if problems:
         raise ConfigError(problems)
-    return PolicySet(tuple(routes), tuple(origins), breaker or CircuitBreaker(), tuple(tests), tuple(str(p) for p in paths), digest.hexdigest())
+    return PolicySet(
+        tuple(routes), tuple(origins), breaker or CircuitBreaker(), tuple(tests), tuple(str(p) for p in paths),
+        digest.hexdigest(), safety,
+    )
 
 
 def _unknown_targets(doc: YamlDocument, index: int, route: Route, targets: Collection[str]) -> list[SourceError]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from gateway.config import Limits, Name, Requirements, Strict
+from gateway.safety.schema import SafetyFlag, SafetyPolicy
 
 EndpointName = Literal["chat", "completion", "embedding"]
 ErrorClass = Annotated[
@@ -38,6 +39,7 @@ class When(Strict):
     est_prompt_tokens: TokenBounds | None = None
     pii: Literal["detected", "none"] | None = Field(None, description="Data class set by the safety filters.")
     pii_entities: list[str] | None = Field(None, description="Matches when any of these entity types was found.")
+    flagged: list[SafetyFlag] | None = Field(None, description="Matches when the safety filters flagged any of these.")
     all: list[When] | None = None
     any: list[When] | None = None
     not_: When | None = Field(None, alias="not")
@@ -67,6 +69,7 @@ class Route(Strict):
     )
     retry: Retry = Retry()
     require: Requirements | None = Field(None, description="Only targets whose metadata meets these may serve the route.")
+    keep_pii: bool = Field(False, description="Its targets (and fallbacks) run in house: personal data is sent as is.")
     timeout_s: float | None = Field(None, gt=0, le=3600, description="Whole request, all attempts included.")
     attempt_timeout_s: float | None = Field(None, gt=0, le=3600, description="Each upstream attempt.")
     limits_per_tenant: Limits | None = Field(
@@ -116,4 +119,5 @@ class PolicyFile(Strict):
     version: Literal[1]
     routes: list[Route] = Field(default_factory=list, description="First match wins.")
     circuit_breaker: CircuitBreaker | None = None
+    safety: SafetyPolicy | None = Field(None, description="PII and abuse filters; one policy file may set them.")
     tests: list[PolicyTest] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from policies.loader import LocatedTest, PolicySet, load_policies
 from policies.schema import Route
 
 SIMPLE_FIELDS = ("model", "tenant", "endpoint", "stream")
+from gateway.safety.engine import SafetyEngine
 
 
 @dataclass
@@ -83,11 +84,20 @@ def check(files: list[Path], targets: Collection[str] | None, env: Mapping[str, 
     return Report([f"OK: {len(policies.routes)} routes, {len(policies.tests)} tests in {len(files)} files{note}"], ok=True)
 
 
-def facts_for(request: Mapping[str, Any], tenant: str, endpoint: str, headers: Mapping[str, str]) -> RequestFacts:
+def facts_for(
+    request: Mapping[str, Any], tenant: str, endpoint: str, headers: Mapping[str, str], safety: SafetyEngine | None = None
+) -> RequestFacts:
+    """The routing facts of a request; with the policy's safety filters, what they would find in it too."""
     raw_headers = {k.lower().encode("latin-1"): str(v).encode("latin-1") for k, v in headers.items()}
+    pii, flags = safety.detect(dict(request)) if safety is not None else (frozenset(), frozenset())
     return RequestFacts(
-        str(request.get("model", "")), tenant, endpoint, bool(request.get("stream", False)), raw_headers, request
+        str(request.get("model", "")), tenant, endpoint, bool(request.get("stream", False)), raw_headers, request,
+        pii, flags,
     )
+
+
+def safety_of(policies: PolicySet) -> SafetyEngine | None:
+    return SafetyEngine(policies.safety) if policies.safety is not None else None
 
 
 def explain(router: Router, policies: PolicySet, facts: RequestFacts, screen: Screen | None = None) -> Report:
@@ -145,8 +155,9 @@ def describe(route: CompiledRoute, facts: RequestFacts | None = None, screen: Sc
 
 def run_tests(router: Router, policies: PolicySet) -> Report:
     lines, failed = [], 0
+    safety = safety_of(policies) if policies.tests else None
     for located in policies.tests:
-        problem = _run_one(router, located)
+        problem = _run_one(router, located, safety)
         where = f"{located.file}:{located.line}"
         if problem is None:
             lines.append(f"PASS {located.test.name}")
@@ -157,10 +168,10 @@ def run_tests(router: Router, policies: PolicySet) -> Report:
     return Report(lines, ok=failed == 0)
 
 
-def _run_one(router: Router, located: LocatedTest) -> str | None:
+def _run_one(router: Router, located: LocatedTest, safety: SafetyEngine | None) -> str | None:
     test = located.test
     expect = test.expect
-    facts = facts_for(test.request, test.tenant or "", test.endpoint, test.headers)
+    facts = facts_for(test.request, test.tenant or "", test.endpoint, test.headers, safety)
     decision = router.decide(facts)
     if decision is None:
         if expect.get("status") == 404 and len(expect) == 1:

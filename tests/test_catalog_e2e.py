@@ -134,3 +134,15 @@ def test_explain_lists_every_excluded_candidate(gateway):
     )
     rows = {row["target"]: row for row in json.loads(catalog.stdout)}
     assert rows["open-eu"]["openness"] == "open_source" and rows["closed-us"]["kind"] == "closed_api"
+
+
+def test_metrics_split_traffic_and_cost_by_openness_and_kind(gateway):
+    from fakes.metrics import scrape
+
+    client = sdk(gateway, EU_KEY)
+    client.chat.completions.create(model="chat", messages=HELLO)  # → open-eu (open_source, self_hosted)
+    sdk(gateway).chat.completions.create(model="chat", messages=HELLO)  # → closed-us (closed, closed_api)
+    metrics = scrape(gateway)
+    assert metrics.value("switchyard_requests_total", target="open-eu", openness="open_source", kind="self_hosted") == 1
+    assert metrics.value("switchyard_requests_total", target="closed-us", openness="closed", kind="closed_api") == 1
+    assert metrics.value("switchyard_tokens_total", type="input", openness="open_source") > 0

@@ -1,0 +1,322 @@
+"""Limits shared by every replica, in Redis: one Lua call per admission, pipelined with its neighbours.
+
+Each call is one EVALSHA of gateway/limits.lua (EVAL when Redis answers NOSCRIPT, e.g. after a restart).
+Calls made during the same event-loop turn are written together as one pipeline on one connection:
+under load many admissions share one round trip and one read. Settlements (what ended requests used)
+are not awaited: they wait up to SETTLE_DELAY_S to ride along with an admission, and those of the same
+plan in one pipeline become one call. Commands are pre-encoded per plan, so a call only encodes its few
+per-request arguments. Connections come from redis-py (hiredis parser);
+this module does its own checkout, because the pool's bookkeeping costs more than the call itself.
+
+Every round trip, connecting included, is bounded by `state.redis_timeout_s`. A failure marks Redis
+down (logged once per outage): calls then fail at once with LimitsUnavailable, without touching the
+network, while a background task tries Redis again every `state.redis_retry_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
+
+from gateway.config import StateConfig
+from gateway.limits_base import Kind, LimitSpec, LimitsUnavailable, Plan, Verdict
+
+log = logging.getLogger("switchyard.limits")
+
+SCRIPT = (Path(__file__).parent / "limits.lua").read_bytes()
+SCRIPT_SHA = hashlib.sha1(SCRIPT).hexdigest().encode()
+MAX_BATCH = 512  # calls per pipeline; more wait for the next one
+SETTLE_DELAY_S = 0.002  # how long a settlement may wait for an admission to share a round trip with
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _command(*parts: bytes) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(_bulk(p) for p in parts)
+
+
+_EVALSHA = _bulk(b"EVALSHA") + _bulk(SCRIPT_SHA)
+_EVAL = _bulk(b"EVAL") + _bulk(SCRIPT)
+_ADMIT, _SETTLE = _bulk(b"admit"), _bulk(b"settle")
+_REDIS_TIME, _NO_USD = _bulk(b"0"), _bulk(b"0")
+_SCRIPT_LOAD = _command(b"SCRIPT", b"LOAD", SCRIPT)
+_PING = _command(b"PING")
+
+
+class _Wire:
+    """A call's keys and limits, pre-encoded; each call adds its mode and entries around them."""
+
+    __slots__ = ("arity", "keys", "specs")
+
+    def __init__(self, limits: tuple[LimitSpec, ...]) -> None:
+        keys = [key for limit in limits for key in limit.keys]
+        specs = [f"{part}".encode() for limit in limits for part in (int(limit.kind), limit.amount, limit.span_ms)]
+        self.arity = 3 + len(keys) + 2 + len(specs)  # command, script, key count, keys, mode, entry count, specs
+        self.keys = _bulk(b"%d" % len(keys)) + b"".join(_bulk(key.encode()) for key in keys)
+        self.specs = b"".join(_bulk(s) for s in specs)
+
+
+class _Wires:
+    """A plan's two calls: admission (every limit), settlement (only the limits that need telling)."""
+
+    __slots__ = ("admit", "settle")
+
+    def __init__(self, plan: Plan) -> None:
+        self.admit = _Wire(plan.limits)
+        self.settle = _Wire(tuple(limit for limit in plan.limits if limit.kind is not Kind.REQUESTS))
+
+
+class _Call:
+    """One EVALSHA: an admission (one entry, awaited), or the settlements of one plan's ended requests."""
+
+    __slots__ = ("wire", "mode", "entries", "future")
+
+    def __init__(self, wire: _Wire, mode: bytes, entries: list[bytes], future: asyncio.Future[Any] | None) -> None:
+        self.wire = wire
+        self.mode = mode
+        self.entries = entries
+        self.future = future
+
+    def encode(self, script: bytes) -> bytes:
+        wire, entries = self.wire, self.entries
+        count = b"%d" % len(entries)
+        return b"".join(
+            (b"*%d\r\n" % (wire.arity + 4 * len(entries)), script, wire.keys, self.mode, _bulk(count), *entries, wire.specs)
+        )
+
+
+def _merge_settlements(calls: list[_Call]) -> list[_Call]:
+    """One call per plan for the settlements in `calls`, ahead of the admissions (ended requests free their
+    slots first)."""
+    merged: dict[_Wire, _Call] = {}
+    admissions: list[_Call] = []
+    for call in calls:
+        if call.future is not None:
+            admissions.append(call)
+        elif call.wire in merged:
+            merged[call.wire].entries.extend(call.entries)
+        else:
+            merged[call.wire] = call
+    return [*merged.values(), *admissions]
+
+
+class RedisLimits:
+    def __init__(self, state: StateConfig, clock: Callable[[], float] | None = None) -> None:
+        """`clock` None: the script reads Redis TIME, one clock for all replicas (tests pass their own)."""
+        assert state.redis_url is not None
+        self._pool = ConnectionPool.from_url(
+            state.redis_url,
+            socket_timeout=None,  # every round trip is bounded as a whole by asyncio.timeout instead
+            socket_connect_timeout=state.redis_timeout_s,
+            retry=Retry(NoBackoff(), 0),  # a retry would hide an outage behind seconds of waiting
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            client_name="switchyard",
+        )
+        kwargs = self._pool.connection_kwargs
+        self.where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        self._timeout = state.redis_timeout_s
+        self._retry_s = state.redis_retry_s
+        self._max_in_flight = state.redis_max_connections
+        self._clock = clock
+        self._idle: list[AbstractConnection] = []
+        self._pending: list[_Call] = []
+        self._in_flight = 0
+        self._kick_scheduled = False
+        self._kick_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.up = False
+        self.outages = 0  # how many times Redis went away
+        self.on_change: Callable[[bool], None] = lambda up: None
+
+    # ----- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        failure = await self._connect()
+        if failure is not None:
+            self._went_down(failure)
+
+    async def close(self) -> None:
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        self._kick()
+        if self._tasks:  # let queued settlements land, within the usual bound
+            await asyncio.wait(list(self._tasks), timeout=self._timeout)
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect(nowait=True)
+
+    async def _connect(self) -> str | None:
+        """One connection, checked with PING, the script loaded: Redis is usable again. Else why not."""
+        connection = self._pool.make_connection()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._round_trip(connection, [_PING, _SCRIPT_LOAD], raise_errors=True)
+        except Exception as error:
+            await connection.disconnect(nowait=True)
+            return _reason(error)
+        self._idle.append(connection)
+        if not self.up:
+            self.up = True
+            self.on_change(True)
+            if self.outages:
+                log.warning("Redis at %s is reachable again: limits are shared across replicas again", self.where)
+        return None
+
+    async def _reconnect(self) -> None:
+        while await self._connect() is not None:
+            await asyncio.sleep(self._retry_s)
+
+    def _went_down(self, reason: str) -> None:
+        if self.up or self.outages == 0:
+            self.outages += 1
+            log.warning(
+                "Redis at %s is unavailable (%s); retrying every %.1fs, limits follow state.on_redis_error meanwhile",
+                self.where,
+                reason[:300],
+                self._retry_s,
+            )
+        if self.up:
+            self.on_change(False)
+        self.up = False
+        stale, self._idle = self._idle, []
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._retry_later(stale))
+
+    async def _retry_later(self, stale: list[AbstractConnection]) -> None:
+        for connection in stale:
+            await connection.disconnect(nowait=True)
+        await asyncio.sleep(self._retry_s)
+        await self._reconnect()
+
+    # ----- calls -----------------------------------------------------------------------------------------
+
+    def _entry(self, entry: str, tokens: int, usd: bytes) -> bytes:
+        now = _REDIS_TIME if self._clock is None else _bulk(b"%d" % int(self._clock() * 1000))
+        return b"%s$%d\r\n%s\r\n%s%s" % (now, len(entry), entry.encode(), _bulk(b"%d" % tokens), usd)
+
+    @staticmethod
+    def _wires(plan: Plan) -> _Wires:
+        wires = plan.wire
+        if not isinstance(wires, _Wires):
+            wires = plan.wire = _Wires(plan)
+        return wires
+
+    async def admit(self, plan: Plan, entry: str, tokens: int) -> Verdict:
+        if not self.up:
+            raise LimitsUnavailable(self.where)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._submit(_Call(self._wires(plan).admit, _ADMIT, [self._entry(entry, tokens, _NO_USD)], future))
+        reply = await future
+        return Verdict(reply[0] == 1, reply[1] - 1, *reply[2:])
+
+    def settle(self, plan: Plan, entry: str, token_delta: int, usd: float) -> None:
+        """Queued, not awaited: the response is already on its way. Lost if Redis is down (leases expire)."""
+        if self.up:
+            usd_bulk = _bulk(repr(usd).encode())
+            self._submit(_Call(self._wires(plan).settle, _SETTLE, [self._entry(entry, token_delta, usd_bulk)], None))
+
+    def _submit(self, call: _Call) -> None:
+        self._pending.append(call)
+        if call.future is not None:
+            self._kick_soon()
+        elif self._kick_timer is None and not self._kick_scheduled:
+            # Nobody waits for a settlement: it rides along with the next admission, or goes on its own soon.
+            self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
+
+    def _kick_soon(self) -> None:
+        if not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """Sends what is pending, as pipelines, while connections are free; the rest waits for one."""
+        self._kick_scheduled = False
+        if self._kick_timer is not None:
+            self._kick_timer.cancel()
+            self._kick_timer = None
+        if not self.up:
+            pending, self._pending = self._pending, []
+            _fail(pending, LimitsUnavailable(self.where))
+            return
+        loop = asyncio.get_running_loop()
+        while self._pending and self._in_flight < self._max_in_flight:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._in_flight += 1
+            task = loop.create_task(self._flush(_merge_settlements(batch)))
+            self._tasks.add(task)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        if any(call.future is not None for call in self._pending):
+            self._kick_soon()
+        elif self._pending and self._kick_timer is None:
+            self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
+
+    async def _flush(self, batch: list[_Call]) -> None:
+        connection = self._idle.pop() if self._idle else self._pool.make_connection()
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._round_trip(connection, [call.encode(_EVALSHA) for call in batch])
+                unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+                if unknown:  # Redis restarted and lost its script cache: EVAL caches it again
+                    again = await self._round_trip(connection, [batch[i].encode(_EVAL) for i in unknown])
+                    for i, reply in zip(unknown, again):
+                        replies[i] = reply
+        except asyncio.CancelledError:
+            await connection.disconnect(nowait=True)
+            _fail(batch, LimitsUnavailable(self.where))
+            raise
+        except Exception as error:
+            await connection.disconnect(nowait=True)
+            self._went_down(_reason(error))
+            _fail(batch, LimitsUnavailable(self.where))
+            return
+        self._idle.append(connection)
+        for call, reply in zip(batch, replies):
+            if isinstance(reply, ResponseError):  # the script itself failed (a bug, or Redis out of memory)
+                self._went_down(f"script error: {reply}")
+                reply = LimitsUnavailable(self.where)
+            future = call.future
+            if future is not None and not future.done():
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    @staticmethod
+    async def _round_trip(connection: AbstractConnection, commands: list[bytes], raise_errors: bool = False) -> list[Any]:
+        await connection.send_packed_command(b"".join(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # one command's error; the connection is still in step
+                if raise_errors:
+                    raise
+                replies.append(error)
+        return replies
+
+
+def _reason(error: Exception) -> str:
+    return type(error).__name__ + (f": {error}" if str(error) else "")
+
+
+def _fail(calls: list[_Call], error: Exception) -> None:
+    for call in calls:
+        if call.future is not None and not call.future.done():
+            call.future.set_exception(error)

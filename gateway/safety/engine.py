@@ -1,0 +1,268 @@
+"""Inspect: what a request carries (personal data, injection attempts, secrets, banned terms) and what
+the policy says to do about it. Built once per policy load; a reload swaps it with the router.
+
+Detection runs before the route is decided, so routes can match on what was found (`pii: detected`,
+`flagged: [prompt_injection]`). PII actions apply after: a route marked `keep_pii` (its targets run in
+house) gets the body as sent; any other gets a redacted copy, or a 403 for entities set to `block`.
+Every text is scanned once: results are cached by a digest of the text (chat clients resend the whole
+conversation every turn), and a request with a lot of new text is scanned in a worker thread so the
+event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from adapters.base import UpstreamReply
+from gateway.errors import GatewayError
+from gateway.exchange import Exchange
+from gateway.tokens import estimate_tokens
+from gateway.safety.behaviour import BehaviourBook, unusual
+from gateway.safety.injection import InjectionDetector, Verdict
+from gateway.safety.restore import Restorer
+from gateway.safety.schema import AbusePolicy, PiiPolicy, SafetyPolicy
+from gateway.safety.secrets import find_secrets
+from gateway.safety.slots import Path, Slot, replaced, text_slots
+
+log = logging.getLogger("switchyard.safety")
+
+OFFLOAD_CHARS = 4096  # new text beyond this is scanned off the event loop
+CACHE_ENTRIES = 8192
+_NOTHING = Verdict(0.0, ())
+
+
+@dataclass(frozen=True, slots=True)
+class TextReport:
+    """Everything the detectors found in one text; positions only, never values."""
+
+    pii: tuple[Any, ...]  # safety.pii.Finding
+    injection: Verdict
+    secrets: tuple[tuple[int, int, str], ...]
+
+
+class Screening:
+    """One request's findings, and what they do to its body and reply."""
+
+    __slots__ = ("pii_entities", "flags", "_slots", "_reports", "_engine", "restorer")
+
+    def __init__(self, engine: SafetyEngine | None = None, slots: Sequence[Slot] = (), reports: Sequence[TextReport] = ()) -> None:
+        self._engine = engine
+        self._slots = slots
+        self._reports = reports
+        self.pii_entities = frozenset(f.entity for r in reports for f in r.pii)
+        self.flags: frozenset[str] = frozenset()
+        self.restorer: Restorer | None = None
+
+    def body_for(self, body: dict[str, Any], keep_pii: bool, exchange: Exchange) -> dict[str, Any]:
+        """The body to send on the decided route: as is, redacted, or refused (403) for blocked PII."""
+        engine = self._engine
+        if engine is None or not (self.pii_entities or engine.redacts_secrets):
+            return body
+        return engine.protect(body, self._slots, self._reports, keep_pii, self, exchange)
+
+    def restore(self, reply: UpstreamReply) -> None:
+        if self.restorer is None:
+            return
+        if reply.body is not None:
+            reply.body = self.restorer.restore_json(reply.body)
+        if reply.events is not None:
+            reply.events = self.restorer.restore_stream(reply.events)
+
+
+NO_SCREENING = Screening()
+
+
+class SafetyEngine:
+    def __init__(self, policy: SafetyPolicy | None, behaviour: BehaviourBook | None = None) -> None:
+        policy = policy or SafetyPolicy()
+        self.pii: PiiPolicy | None = policy.pii
+        self.abuse: AbusePolicy = policy.abuse or AbusePolicy()
+        self.active = self.pii is not None or policy.abuse is not None
+        self._scanner = None
+        self._transformer = None
+        if self.pii is not None:
+            from gateway.safety.pii import PiiScanner  # Presidio loads only when a policy asks for PII detection
+            from gateway.safety.transform import Transformer
+
+            self._scan_timeout = self.pii.scan_timeout_s
+            self._scanner = PiiScanner(self.pii.entities, self.pii.score_threshold, self.pii.allow, self.pii.ner_model)
+            key = self.pii.hash_key.encode() if self.pii.hash_key else os.urandom(32)
+            self._transformer = Transformer({e: self.pii.action_for(e) for e in self.pii.entities}, key)
+        self._injection = self.abuse.injection()
+        self._detector = InjectionDetector() if self._injection.action != "off" else None
+        self.redacts_secrets = self.abuse.secrets == "redact"
+        terms = self.abuse.banned_terms
+        self._banned = re.compile(r"\b(?:" + "|".join(re.escape(t.lower()) for t in terms.terms) + r")\b") if terms else None
+        self._behaviour = behaviour if self.abuse.behaviour is not None else None
+        self._cache: OrderedDict[bytes, TextReport] = OrderedDict()
+
+    async def inspect(self, body: dict[str, Any], key_id: str, exchange: Exchange) -> Screening:
+        """Scans the request; raises GatewayError (403) when a detector set to `block` fires."""
+        if not self.active:
+            return NO_SCREENING
+        slots = list(text_slots(body))
+        if self._behaviour is not None:
+            await self._check_behaviour(key_id, slots, exchange)
+        reports = await self._reports(slots, exchange)
+        screening = Screening(self, slots, reports)
+        found = self._abuse(slots, reports)
+        if found and self._behaviour is not None:
+            assert self.abuse.behaviour is not None
+            if await self._behaviour.strike(key_id, self.abuse.behaviour):
+                exchange.safety_events += (("behaviour", "ban"),)
+        for kind, action, _ in found:
+            exchange.safety_events += ((kind, action),)
+        for kind, action, message in found:
+            if action == "block":
+                raise GatewayError(403, message, code=f"{kind}_detected")
+        screening.flags = frozenset(kind for kind, _, _ in found)
+        return screening
+
+    def detect(self, body: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+        """What inspect would tell routing about `body` (PII entity types, safety flags), acting on nothing:
+        for `switchyard policy test` and `explain`."""
+        if not self.active:
+            return frozenset(), frozenset()
+        slots = list(text_slots(body))
+        reports = self._scan_all([slot.text for slot in slots])
+        return frozenset(f.entity for r in reports for f in r.pii), frozenset(kind for kind, _, _ in self._abuse(slots, reports))
+
+    # ----- scanning ---------------------------------------------------------------------------------
+
+    async def _reports(self, slots: list[Slot], exchange: Exchange) -> list[TextReport]:
+        keys = [hashlib.blake2b(s.text.encode("utf-8", "surrogatepass"), digest_size=16).digest() for s in slots]
+        reports: list[TextReport | None] = []
+        missing: dict[bytes, str] = {}
+        for key, slot in zip(keys, slots):
+            report = self._cache.get(key)
+            if report is not None:
+                self._cache.move_to_end(key)
+            else:
+                missing[key] = slot.text
+            reports.append(report)
+        if missing:
+            texts = list(missing.values())
+            try:
+                if sum(map(len, texts)) > OFFLOAD_CHARS:
+                    fresh = await asyncio.to_thread(self._scan_all, texts)
+                else:
+                    fresh = self._scan_all(texts)
+            except Exception as exc:  # noqa: BLE001 - a detector failing must not take the gateway down
+                return self._scan_failed(exc, slots, exchange)
+            for key, report in zip(missing, fresh):
+                self._cache[key] = report
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return [r if r is not None else self._cache[k] for r, k in zip(reports, keys)]
+
+    def _scan_all(self, texts: list[str]) -> list[TextReport]:
+        return [self._scan(text) for text in texts]
+
+    def _scan(self, text: str) -> TextReport:
+        pii = self._scanner.analyze(text, perf_counter() + self._scan_timeout) if self._scanner is not None else ()
+        injection = self._detector.score(text) if self._detector is not None else _NOTHING
+        secrets = tuple(find_secrets(text)) if self.abuse.secrets != "off" else ()
+        return TextReport(pii, injection, secrets)
+
+    def _scan_failed(self, exc: Exception, slots: list[Slot], exchange: Exchange) -> list[TextReport]:
+        log.error("safety scan failed: %s", type(exc).__name__)  # the text itself is never logged
+        if self.pii is not None and self.pii.on_error == "fail_closed":
+            exchange.safety_events += (("pii", "error"),)
+            raise GatewayError(503, "The safety check could not run, so the request was not sent.", code="safety_unavailable")
+        exchange.safety_events += (("pii", "error"),)
+        return [TextReport((), _NOTHING, ()) for _ in slots]
+
+    # ----- abuse --------------------------------------------------------------------------------------
+
+    def _abuse(self, slots: list[Slot], reports: list[TextReport]) -> list[tuple[str, str, str]]:
+        """(kind, action, message for a refusal) per detector that fired."""
+        found: list[tuple[str, str, str]] = []
+        user = [(s, r) for s, r in zip(slots, reports) if s.from_user]
+        if self._detector is not None:
+            verdicts = [r.injection for _, r in user if r.injection.score >= self._injection.threshold]
+            if verdicts:
+                signals = ", ".join(sorted({name for v in verdicts for name in v.signals}))
+                found.append(("prompt_injection", self._injection.action,
+                              f"The request looks like a prompt-injection or jailbreak attempt ({signals})."))
+        if self.abuse.secrets != "off" and any(r.secrets for r in reports):
+            kinds = ", ".join(sorted({kind for r in reports for _, _, kind in r.secrets}))
+            found.append(("secret", self.abuse.secrets, f"The request contains credentials ({kinds})."))
+        terms = self.abuse.banned_terms
+        if terms is not None and self._banned is not None and any(self._banned.search(s.text.lower()) for s, _ in user):
+            found.append(("banned_term", terms.action, "The request contains a term this service does not accept."))
+        return found
+
+    async def _check_behaviour(self, key_id: str, slots: list[Slot], exchange: Exchange) -> None:
+        assert self._behaviour is not None and self.abuse.behaviour is not None
+        tokens = estimate_tokens("".join(s.text for s in slots))
+        minute = await self._behaviour.observe(key_id, tokens)
+        if minute.banned_ms > 0:
+            exchange.safety_events += (("behaviour", "block"),)
+            seconds = str(max(1, round(minute.banned_ms / 1000))).encode()
+            raise GatewayError(
+                403, "This API key is suspended for a while after repeated policy violations.",
+                code="key_suspended", headers=[(b"retry-after", seconds)],
+            )
+        if unusual(minute, self.abuse.behaviour):
+            exchange.safety_events += (("rate_anomaly", "flag"),)
+
+    # ----- PII actions ----------------------------------------------------------------------------
+
+    def protect(
+        self, body: dict[str, Any], slots: Sequence[Slot], reports: Sequence[TextReport], keep_pii: bool,
+        screening: Screening, exchange: Exchange,
+    ) -> dict[str, Any]:
+        from gateway.safety.transform import Pseudonyms
+
+        pii_applies = bool(screening.pii_entities) and not keep_pii and self.pii is not None
+        if pii_applies:
+            assert self.pii is not None
+            blocked = sorted(e for e in screening.pii_entities if self.pii.action_for(e) == "block")
+            if blocked:
+                exchange.safety_events += (("pii", "block"),)
+                raise GatewayError(403, "The request contains personal data this route may not receive: " + ", ".join(blocked) + ".",
+                                   code="pii_detected")
+            exchange.safety_events += tuple(("pii", a) for a in sorted({self.pii.action_for(e) for e in screening.pii_entities}))
+        elif screening.pii_entities:
+            exchange.safety_events += (("pii", "kept"),)
+        pseudonyms = Pseudonyms()
+        changes: dict[Path, str] = {}
+        for slot, report in zip(slots, reports):
+            secrets = report.secrets if self.redacts_secrets else ()
+            findings = report.pii if pii_applies else ()
+            if secrets or findings:
+                text = self._rewrite(slot.text, findings, secrets, pseudonyms)
+                if text != slot.text:
+                    changes[slot.path] = text
+        if pseudonyms.values:
+            screening.restorer = Restorer(pseudonyms.values)
+        return replaced(body, changes) if changes else body
+
+    def _rewrite(self, text: str, findings: Sequence[Any], secrets: Sequence[tuple[int, int, str]], pseudonyms: Any) -> str:
+        if secrets:
+            # A secret wins over any PII finding overlapping it; secrets become <SECRET> first.
+            findings = [f for f in findings if all(f.end <= s or f.start >= e for s, e, _ in secrets)]
+        assert self._transformer is not None or not findings
+        out, position = [], 0
+        spans = sorted([(f.start, f.end, f) for f in findings] + [(s, e, None) for s, e, _ in secrets], key=lambda x: x[0])
+        for start, end, finding in spans:
+            out.append(text[position:start])
+            if finding is None:
+                out.append("<SECRET>")
+            else:
+                assert self._transformer is not None
+                value = text[start:end]
+                out.append(self._transformer.replacement(finding.entity, value, pseudonyms) or value)
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+

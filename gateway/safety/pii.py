@@ -1,0 +1,221 @@
+"""Personal data detection with Presidio's recognizers, at gateway speed.
+
+Stock Presidio runs every recognizer over the whole text through an NLP pipeline; most of that time
+goes to recognizers scanning prose that cannot hold their entity (a phone number needs digits, an
+email an `@`). Here each recognizer runs directly, only on the windows of text a cheap trigger found
+(whole whitespace-delimited tokens around it, plus one token on each side), so its own regexes,
+checksums and validators decide exactly as they would on the full text (safety/rules.py lists where
+Switchyard is deliberately stricter or broader). Context words (Presidio's `context`) raise a score the
+way its context enhancer does, looking at the five words before a match.
+
+Presidio is imported here, so import this module only when a policy enables PII detection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import regex
+from presidio_analyzer import PatternRecognizer, RecognizerRegistry
+from presidio_analyzer.nlp_engine import NlpEngine
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, PhoneRecognizer
+
+from gateway.safety.rules import MASTERCARD_2_SERIES, adjusted_score, rejected
+from gateway.safety.recognizers import AnalyzeRunner, PatternRunner, PhoneRunner, Runner
+from gateway.safety.schema import NER_ENTITIES
+
+# Presidio's context enhancer defaults: +0.35, at least 0.4, from the five words before the match.
+CONTEXT_BOOST = 0.35
+CONTEXT_MIN_SCORE = 0.4
+CONTEXT_WORDS = 5
+_WORD = re.compile(r"[^\W_]+")
+
+# Where each entity could be: a cheap regex whose matches must cover the whole entity (multi-token ones
+# included); its recognizer then runs on those stretches, widened to whole tokens plus one on each side.
+# (Compiled with the `regex` module, which scans these faster than `re`.)
+_DIGITS = r"\d+"
+TRIGGERS: dict[str, str] = {
+    "EMAIL_ADDRESS": r"@",
+    "URL": r"(?i)https?://|www\d{0,3}\.|[a-z0-9-]\.[a-z]{2,}",
+    "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d|:[0-9A-Fa-f]{0,4}:",
+    "MAC_ADDRESS": r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.",
+    "IBAN_CODE": r"[A-Z][A-Z]\d\d(?:[ -]?[A-Z0-9]{1,4})+",
+    "CREDIT_CARD": r"\d{4}(?:[- ]?\d{3,5}){2,4}",
+    "US_SSN": r"\d\d\d(?:[- .]?\d\d[- .]?\d{4}|\d\d-\d{4}|-\d{6})",
+    "PHONE_NUMBER": r"\d(?:[-\s().\/]{0,4}\d){6,}",
+    **{
+        entity: _DIGITS
+        for entity in (
+            "CRYPTO", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "UK_NHS", "MEDICAL_LICENSE",
+            "DATE_TIME", "UUID",
+        )
+    },
+}
+_WARM_UP = (
+    "call +1 415-555-0132, 020 7946 0958, 030 12345678, 01 23 45 67 89, 03-123-4567, 98765 43210 or (11) 91234-5678; "
+    "mail a.b@example.com, card 4111 1111 1111 1111, SSN 234-56-7890, IBAN DE89 3704 0044 0532 0130 00, host 10.1.2.3"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def _space_before(text: str, end: int) -> int:
+    """Index of the last whitespace character before `end`, or -1."""
+    return max(text.rfind(" ", 0, end), text.rfind("\n", 0, end), text.rfind("\t", 0, end))
+
+
+def _space_after(text: str, start: int) -> int:
+    """Index of the first whitespace character at or after `start`, or len(text)."""
+    found = [i for i in (text.find(" ", start), text.find("\n", start), text.find("\t", start)) if i >= 0]
+    return min(found) if found else len(text)
+
+
+def around(text: str, start: int, end: int) -> tuple[int, int]:
+    """From the token before the one holding `start` to the token after the one holding `end - 1`."""
+    left = _space_before(text, start)  # the whitespace just before start's token
+    while left > 0 and text[left - 1].isspace():
+        left -= 1
+    left = _space_before(text, left) + 1 if left > 0 else 0
+    right = _space_after(text, end)
+    size = len(text)
+    while right < size and text[right].isspace():
+        right += 1
+    right = _space_after(text, right) if right < size else size
+    return left, right
+
+
+def windows(text: str, trigger: regex.Pattern[str]) -> list[tuple[int, int]]:
+    """The stretches of whole tokens around each trigger match, one token of margin on each side, merged."""
+    found: list[tuple[int, int]] = []
+    for match in trigger.finditer(text):
+        start, end = match.span()
+        if found and end <= found[-1][1]:
+            continue  # inside the previous window already
+        start, end = around(text, start, end)
+        if found and start <= found[-1][1]:
+            found[-1] = (found[-1][0], max(end, found[-1][1]))
+        else:
+            found.append((start, end))
+    return found
+
+
+def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
+    """Non-overlapping findings, preferring the higher score, then the longer span; in text order."""
+    kept: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
+        if all(finding.end <= other.start or finding.start >= other.end for other in kept):
+            kept.append(finding)
+    kept.sort(key=lambda f: f.start)
+    return kept
+
+
+class PiiScanner:
+    """Finds the configured entities in texts. Built once per policy load; `analyze` is thread-safe."""
+
+    def __init__(
+        self,
+        entities: Sequence[str],
+        threshold: float,
+        allow: Iterable[str] = (),
+        ner_model: str | None = None,
+    ) -> None:
+        self.entities = tuple(entities)
+        self.threshold = threshold
+        self.allow = frozenset(allow)
+        self._nlp, self._runners = _build_runners(self.entities, ner_model)
+        if not any(runner.needs_nlp for runner in self._runners):
+            self._nlp = None
+        self.analyze(_WARM_UP)  # phonenumbers compiles its larger patterns on first use: not on a request
+
+    def analyze(self, text: str, deadline: float | None = None) -> tuple[Finding, ...]:
+        """Findings in `text`; raises TimeoutError when the scan runs past `deadline` (perf_counter)."""
+        artifacts = self._nlp.process_text(text, "en") if self._nlp is not None else None
+        spans_by_trigger: dict[regex.Pattern[str] | None, list[tuple[int, int]]] = {None: [(0, len(text))]}
+        found = []
+        for runner in self._runners:
+            if deadline is not None and perf_counter() > deadline:
+                raise TimeoutError("PII scan ran out of time")
+            if runner.trigger not in spans_by_trigger:
+                spans_by_trigger[runner.trigger] = windows(text, runner.trigger)
+            where = spans_by_trigger[runner.trigger]
+            if not where:
+                continue
+            for start, end, entity, score in runner.spans(text, where, artifacts, deadline):
+                value = text[start:end]
+                if value in self.allow or rejected(entity, text, start, end):
+                    continue
+                score = _with_context(text, start, adjusted_score(entity, value, score), runner.context)
+                if score >= self.threshold:
+                    found.append(Finding(start, end, entity, score))
+        return tuple(resolve_overlaps(found)) if len(found) > 1 else tuple(found)
+
+
+def _with_context(text: str, start: int, score: float, context: tuple[str, ...]) -> float:
+    if not context or score >= 1.0:
+        return score
+    before = _WORD.findall(text[max(0, start - 80) : start].lower())[-CONTEXT_WORDS:]
+    if any(word in token for token in before for word in context):
+        return min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN_SCORE))
+    return score
+
+
+def _build_runners(entities: Sequence[str], ner_model: str | None) -> tuple[NlpEngine, list[Runner]]:
+    nlp_engine = _nlp_engine(ner_model)
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+    wanted = set(entities)
+    runners: list[Runner] = []
+    for recognizer in registry.get_recognizers("en", entities=list(entities)):
+        covered = [e for e in recognizer.supported_entities if e in wanted]
+        if not covered or (ner_model is None and any(e in NER_ENTITIES for e in covered)):
+            continue
+        _offline(recognizer)
+        triggers = {TRIGGERS.get(e) for e in covered}
+        trigger = regex.compile(triggers.pop()) if len(triggers) == 1 and None not in triggers else None
+        if any(e in NER_ENTITIES for e in covered):
+            runners.append(AnalyzeRunner(recognizer, covered, None, needs_nlp=True))
+        elif isinstance(recognizer, PhoneRecognizer):
+            runners.append(PhoneRunner(recognizer, covered, trigger))
+        elif isinstance(recognizer, PatternRecognizer) and type(recognizer).analyze is PatternRecognizer.analyze:
+            if isinstance(recognizer, CreditCardRecognizer):
+                recognizer.patterns = [*recognizer.patterns, MASTERCARD_2_SERIES]  # a copy: the list is the class's
+            runners.append(PatternRunner(recognizer, covered, trigger))
+        else:
+            runners.append(AnalyzeRunner(recognizer, covered, trigger))
+    missing = wanted - {e for r in runners for e in r.entities}
+    if missing:
+        raise ValueError(f"no recognizer for {sorted(missing)}" + ("; set ner_model" if missing & set(NER_ENTITIES) else ""))
+    return nlp_engine, runners
+
+
+def _nlp_engine(ner_model: str | None) -> NlpEngine:
+    if ner_model is None:
+        from presidio_analyzer.nlp_engine.no_op_nlp_engine import NoOpNlpEngine
+
+        engine: NlpEngine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "no_op"}])
+    else:
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine  # the policy schema checked the model is installed
+
+        engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": ner_model}])
+    engine.load()
+    return engine
+
+
+def _offline(recognizer: Any) -> None:
+    """Presidio's email validator asks tldextract, whose default fetches the suffix list: use its bundled copy."""
+    if recognizer.name == "EmailRecognizer":
+        import tldextract
+
+        extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+        extract("warm.example.com")  # parse the bundled list now, not on the first request
+        recognizer.validate_result = lambda text: extract(text).fqdn != ""

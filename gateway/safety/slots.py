@@ -1,0 +1,77 @@
+"""Where user-controlled text lives in a request body, and a copy of the body with some of it replaced.
+
+A slot is one string of the body, addressed by its path: message contents and their text parts,
+tool-call arguments, completion prompts, embedding inputs. `replaced` copies only the containers on
+the changed paths, so a redacted body shares everything else with the client's (which stays
+untouched: retries and fallbacks all send the same redacted copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Path = tuple[str | int, ...]
+
+# Roles whose text an end user (or a tool's output, the indirect route) controls; system and developer
+# prompts are the application's own, and abuse detection on them would only flag the app.
+USER_ROLES = frozenset({"user", "tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    path: Path
+    text: str
+    from_user: bool  # counts for abuse detection; PII is looked for in every slot
+
+
+def text_slots(body: Mapping[str, Any]) -> Iterator[Slot]:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for i, message in enumerate(messages):
+            if isinstance(message, dict):
+                yield from _message_slots(i, message)
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if isinstance(value, str):
+            yield Slot((field,), value, field == "prompt")
+        elif isinstance(value, list):
+            for j, item in enumerate(value):
+                if isinstance(item, str):
+                    yield Slot((field, j), item, field == "prompt")
+
+
+def _message_slots(i: int, message: Mapping[str, Any]) -> Iterator[Slot]:
+    from_user = message.get("role") in USER_ROLES
+    content = message.get("content")
+    if isinstance(content, str):
+        yield Slot(("messages", i, "content"), content, from_user)
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield Slot(("messages", i, "content", j, "text"), part["text"], from_user)
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for k, call in enumerate(calls):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                yield Slot(("messages", i, "tool_calls", k, "function", "arguments"), function["arguments"], from_user)
+
+
+def replaced(body: dict[str, Any], changes: Mapping[Path, str]) -> dict[str, Any]:
+    """A copy of `body` with the strings at `changes`' paths replaced; untouched parts are shared."""
+    root: dict[str, Any] = dict(body)
+    copied: set[Path] = {()}
+    for path, text in changes.items():
+        node: Any = root
+        for depth, step in enumerate(path[:-1]):
+            here = path[: depth + 1]
+            child = node[step]
+            if here not in copied:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                node[step] = child
+                copied.add(here)
+            node = child
+        node[path[-1]] = text
+    return root
