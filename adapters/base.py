@@ -96,6 +96,30 @@ def client_status_for(upstream_status: int) -> int:
     return 502
 
 
+def status_error(
+    target: str, status: int, detail: str | None, *, retry_after: str | None = None, code: str | None = None
+) -> UpstreamError:
+    """The UpstreamError for an upstream's error status, worded for the client.
+
+    The client sees the upstream's own reason only when the request itself was refused (e.g. its
+    context is too long); otherwise a neutral message, since upstream errors can name the
+    gateway's account or key.
+    """
+    client_status = client_status_for(status)
+    where = f"upstream target {target!r}"
+    if client_status == 400 and detail:
+        message = detail[:2000]
+    elif client_status == 400:
+        message = f"{where} refused the request"
+    elif status == 429:
+        message = f"{where} is rate limiting the gateway"
+    elif status in (401, 403):
+        message = f"{where} rejected the gateway's credentials"
+    else:
+        message = f"{where} answered HTTP {status}"
+    return UpstreamError("status", client_status, message, upstream_status=status, retry_after=retry_after, code=code)
+
+
 class Adapter(ABC):
     """One target's way of reaching its model. Built once at start-up, shared by all requests."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, UpstreamRequest, Usage, client_status_for
+from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, UpstreamRequest, Usage, status_error
 from adapters.sse import DONE, read_usage, sse_data
 
 # Fields the gateway consumes itself or that litellm reads as its own options.
@@ -134,14 +134,5 @@ def _upstream_error(target: str, exc: Exception) -> UpstreamError:
         return UpstreamError("timeout", 504, f"{where} timed out")
     if name == "APIConnectionError" or not isinstance(status, int):
         return UpstreamError("connect", 502, f"could not reach {where}")
-    client_status = client_status_for(status)
-    if client_status == 400:
-        message = str(getattr(exc, "message", "")) or f"{where} refused the request"
-        return UpstreamError("status", 400, message[:2000], upstream_status=status, code=_LITELLM_CODES.get(name))
-    if status == 429:
-        message = f"{where} is rate limiting the gateway"
-    elif status in (401, 403):
-        message = f"{where} rejected the gateway's credentials"
-    else:
-        message = f"{where} answered HTTP {status}"
-    return UpstreamError("status", client_status, message, upstream_status=status, retry_after=retry_after)
+    detail = str(getattr(exc, "message", "")) or None
+    return status_error(target, status, detail, retry_after=retry_after, code=_LITELLM_CODES.get(name))

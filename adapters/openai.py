@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, UpstreamRequest, Usage, client_status_for
+from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, UpstreamRequest, Usage, status_error
 from adapters.sse import UsageTap, framed_events, read_usage
 from gateway.config import TargetConfig
 
@@ -122,20 +122,7 @@ class OpenAIAdapter(Adapter):
             detail, code = None, None
         finally:
             response.release()
-        retry_after = response.headers.get("Retry-After")
-        client_status = client_status_for(status)
-        if client_status == 400 and detail:
-            # The client's own request was refused (e.g. context length): its reason is theirs to see.
-            message = detail
-        elif status == 429:
-            message = f"upstream target {self.name!r} is rate limiting the gateway"
-        elif status in (401, 403):
-            message = f"upstream target {self.name!r} rejected the gateway's credentials"
-        else:
-            message = f"upstream target {self.name!r} answered HTTP {status}"
-        return UpstreamError(
-            "status", client_status, message, upstream_status=status, retry_after=retry_after, code=code
-        )
+        return status_error(self.name, status, detail, retry_after=response.headers.get("Retry-After"), code=code)
 
 
 def _error_detail(payload: bytes) -> tuple[str | None, str | None]:
