@@ -170,7 +170,7 @@ class TracingConfig(Strict):
         ge=0,
         le=1,
         description="Share of requests traced; a client's sampled traceparent is always followed. "
-        "Unset: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 0.1.",
+        "Unset: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 0.01.",
     )
     service_name: str | None = Field(None, description="service.name of the spans. Unset: OTEL_SERVICE_NAME, else switchyard.")
 

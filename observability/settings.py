@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from gateway.config import ObservabilityConfig
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DEFAULT_SAMPLE_RATIO = 0.1
+DEFAULT_SAMPLE_RATIO = 0.01
 SERVICE_NAME = "switchyard"
 
 

@@ -59,7 +59,7 @@ def test_a_bad_observability_section_is_rejected_with_its_line(tmp_path):
 
 def test_sampling_and_service_name_come_from_config_then_env_then_defaults():
     on = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}
-    assert settings_for(on).sampling == Sampling(0.1, parent_based=True)
+    assert settings_for(on).sampling == Sampling(0.01, parent_based=True)
     assert settings_for(on).service_name == "switchyard"
     env = {**on, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_SERVICE_NAME": "gw"}
     assert settings_for(env).sampling == Sampling(0.25, parent_based=False)
