@@ -89,10 +89,15 @@ class Limiter:
         self._entries = itertools.count()
         self._entry_prefix = os.urandom(6).hex() + ":"  # entries of all replicas meet in Redis
         self._on_refused: Callable[[str, str], None] = lambda tenant, limit: None
+        self._on_degraded: Callable[[str], None] = lambda mode: None
 
-    def report_to(self, on_refused: Callable[[str, str], None], on_redis: Callable[[bool], None]) -> None:
-        """Who hears of refusals (tenant, limit field name) and of Redis coming and going, e.g. metrics."""
+    def report_to(
+        self, on_refused: Callable[[str, str], None], on_redis: Callable[[bool], None], on_degraded: Callable[[str], None]
+    ) -> None:
+        """Who hears of refusals (tenant, limit field name), of Redis coming and going, and of each
+        request whose limits could not be shared (mode: fail_open or fail_closed), e.g. metrics."""
         self._on_refused = on_refused
+        self._on_degraded = on_degraded
         if self._shared is not None:
             self._shared.on_change = on_redis
             on_redis(self._shared.up)
@@ -143,6 +148,7 @@ class Limiter:
         try:
             verdict = await backend.admit(plan, entry, tokens)
         except LimitsUnavailable:
+            self._on_degraded("fail_open" if self._fail_open else "fail_closed")
             if not self._fail_open:
                 raise self._unavailable() from None
             backend = self._local

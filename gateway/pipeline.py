@@ -32,7 +32,7 @@ class Pipeline:
         self.recorder = recorder
         self.sender = Sender(runtime.adapters, runtime.breakers)
         self.limiter = runtime.limiter
-        runtime.limiter.report_to(recorder.ratelimit_rejected, recorder.redis_up)
+        runtime.limiter.report_to(recorder.ratelimit_rejected, recorder.redis_up, recorder.limits_degraded)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint) -> None:
         headers = dict(scope["headers"])

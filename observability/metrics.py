@@ -135,6 +135,9 @@ class Metrics:
         self.ratelimit_rejections = counter(
             "ratelimit_rejections", "Requests refused by a tenant limit (limit: the config field).", ("tenant", "limit")
         )
+        self.limits_degraded = counter(
+            "limits_degraded", "Requests whose limits Redis could not check (mode: fail_open or fail_closed).", ("mode",)
+        )
         self.safety_events = counter(
             "safety_events", "Safety filter findings and what was done about them.", ("kind", "action")
         )

@@ -103,6 +103,11 @@ class Recorder:
         if self.metrics is not None:
             self.metrics.set_redis_up(up)
 
+    def limits_degraded(self, mode: str) -> None:
+        """A request whose limits Redis could not check: served on per-process limits, or refused."""
+        if self.metrics is not None:
+            self.metrics.limits_degraded.labels(mode).inc()
+
     # ----- serving /metrics, start and stop ------------------------------------------------------------------
 
     def exposition(self) -> tuple[bytes, str]:

@@ -138,6 +138,8 @@ async def test_redis_unreachable_from_the_start_with_fail_open_enforces_limits_p
             await client.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"}) for _ in range(5)
         ]
     assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    _, _, metrics = gateway.http_get("/metrics")
+    assert 'switchyard_limits_degraded_total{mode="fail_open"} 5.0' in metrics.decode()
 
 
 def test_redis_unreachable_from_the_start_with_fail_closed_is_not_ready(start_gateway):
@@ -148,3 +150,5 @@ def test_redis_unreachable_from_the_start_with_fail_closed_is_not_ready(start_ga
     refused = httpx.post(gateway.base_url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "limits_unavailable"
     assert refused.headers["retry-after"] == "1"
+    _, _, metrics = gateway.http_get("/metrics")
+    assert 'switchyard_limits_degraded_total{mode="fail_closed"} 1.0' in metrics.decode()
