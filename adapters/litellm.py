@@ -19,7 +19,16 @@ from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, Upstr
 from adapters.sse import DONE, read_usage, sse_data
 
 # Fields the gateway consumes itself or that litellm reads as its own options.
-_NOT_FORWARDED = frozenset({"model", "messages", "prompt", "input", "stream", "stream_options", "metadata"})
+# The OpenAI request parameters handed to litellm. An allow-list, not a deny-list: litellm also
+# takes keyword arguments such as api_base, api_key, extra_headers or aws_* credentials, and a
+# client must never be able to choose where the gateway's credentials are sent.
+_OPENAI_PARAMETERS = frozenset({
+    "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
+    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "response_format", "seed",
+    "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "reasoning_effort",
+    "modalities", "audio", "prediction", "service_tier", "web_search_options", "thinking",
+    "dimensions", "encoding_format", "suffix", "echo", "best_of",
+})
 
 
 def import_litellm() -> Any:
@@ -53,7 +62,7 @@ class LiteLLMAdapter(Adapter):
         return self._litellm is not None
 
     def _options(self, body: dict[str, Any]) -> dict[str, Any]:
-        options = {k: v for k, v in body.items() if k not in _NOT_FORWARDED}
+        options = {k: v for k, v in body.items() if k in _OPENAI_PARAMETERS}
         options.update(
             model=self.target.model,
             timeout=self.target.timeout_s,

@@ -97,3 +97,23 @@ def test_non_latin_and_control_bytes_in_the_key_are_a_401(gateway):
     request = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer \xff\xfe\x01key\r\n\r\n"
     reply = raw_exchange(gateway, request)
     assert reply.startswith((b"HTTP/1.1 401", b"HTTP/1.1 400")), reply[:80]
+
+
+def test_a_client_cannot_redirect_a_litellm_target_or_its_credentials(make_openai_upstream, anthropic_upstream, start_gateway):
+    evil = make_openai_upstream("evil")
+    config = {
+        "targets": {"claude": {"adapter": "litellm", "model": "anthropic/claude-sonnet-4-5", "api_key": "test-anthropic-key"}},
+        "tenants": {"acme": {"keys": [KEY_HASH], "models": ["claude"]}},
+    }
+    # The target has no base_url of its own: the body's api_base/base_url would be litellm's only hint.
+    gateway = start_gateway(config, env={"ANTHROPIC_API_BASE": anthropic_upstream.base_url, "ANTHROPIC_BASE_URL": anthropic_upstream.base_url})
+    body = {
+        "model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+        "api_base": evil.origin, "base_url": evil.origin, "api_key": "x", "extra_headers": {"x-evil": "1"},
+        "custom_llm_provider": "openai", "mock_response": "pwned",
+    }
+    response = httpx.post(gateway.openai_base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert evil.requests == []
+    assert "pwned" not in response.text
+    sent = anthropic_upstream.requests
+    assert len(sent) == 1 and sent[0].header("x-api-key") == "test-anthropic-key" and sent[0].header("x-evil") is None
