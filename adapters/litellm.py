@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,9 @@ def import_litellm() -> Any:
     litellm = importlib.import_module("litellm")
     litellm.telemetry = False
     litellm.suppress_debug_info = True
+    # litellm logs a line per call at INFO, and request bodies at DEBUG: prompts must never reach logs.
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return litellm
 
 

@@ -228,3 +228,6 @@ def test_litellm_target_translates_to_anthropic_and_back(openai_upstream, anthro
     with pytest.raises(openai.InternalServerError) as info:
         sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], max_tokens=5)
     assert info.value.status_code == 502
+    log = gateway.log_text()
+    assert "hi claude" not in log and "stream claude" not in log, "prompts never reach the logs"
+    assert "LiteLLM completion()" not in log, "litellm's per-call INFO lines are silenced"
