@@ -61,6 +61,18 @@ def _workspace(given: list[str], config_path: str | None) -> Workspace | int:
     return Workspace(config, [base / p for p in config.policies])
 
 
+def _loaded(given: list[str], config_path: str | None) -> tuple[Router, PolicySet, Screen | None] | int:
+    """The compiled policy, or the exit code after printing why it could not be loaded."""
+    workspace = _workspace(given, config_path)
+    if isinstance(workspace, int):
+        return workspace
+    try:
+        return workspace.load()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
 def check(args: argparse.Namespace) -> int:
     from policies.tools import check as check_files
 
@@ -87,14 +99,10 @@ def explain(args: argparse.Namespace) -> int:
         print(f"{args.request}: the request must be a JSON object", file=sys.stderr)
         return 2
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
-    workspace = _workspace(args.policy or [], args.config)
-    if isinstance(workspace, int):
-        return workspace
-    try:
-        router, policies, screen = workspace.load()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    loaded = _loaded(args.policy or [], args.config)
+    if isinstance(loaded, int):
+        return loaded
+    router, policies, screen = loaded
     facts = facts_for(request, args.tenant, args.endpoint, headers, safety_of(policies))
     report = explain_request(router, policies, facts, screen)
     print(report.text())
@@ -104,14 +112,10 @@ def explain(args: argparse.Namespace) -> int:
 def test(args: argparse.Namespace) -> int:
     from policies.tools import run_tests
 
-    workspace = _workspace(args.files, args.config)
-    if isinstance(workspace, int):
-        return workspace
-    try:
-        router, policies, _ = workspace.load()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    loaded = _loaded(args.files, args.config)
+    if isinstance(loaded, int):
+        return loaded
+    router, policies, _ = loaded
     report = run_tests(router, policies)
     print(report.text())
     return 0 if report.ok else 1
