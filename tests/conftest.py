@@ -90,21 +90,6 @@ def make_openai_upstream() -> Iterator[Callable[..., OpenAIUpstream]]:
         upstream.stop()
 
 
-@pytest.fixture
-def make_anthropic_upstream() -> Iterator[Callable[..., AnthropicUpstream]]:
-    started: list[AnthropicUpstream] = []
-
-    def make(name: str, **options: Any) -> AnthropicUpstream:
-        options.setdefault("api_key", ANTHROPIC_TEST_KEY)
-        upstream = AnthropicUpstream(name, **options).start()
-        started.append(upstream)
-        return upstream
-
-    yield make
-    for upstream in started:
-        upstream.stop()
-
-
 # ----- the gateway -------------------------------------------------------------------------------------------------
 
 
