@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from fakes import async_wait_until, count_words, reply_text, wait_until
+from fakes import count_words, reply_text, wait_until
 from fakes.keys import make_key
 from fakes.network import free_port
 
