@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 CONFIG ?=
 
-.PHONY: run test test-fast bench redis-server prometheus lock clean
+.PHONY: run test test-fast fuzz bench bench-report soak faults redis-server prometheus lock audit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,24 @@ prometheus:
 test: $(VENV)/.dev redis-server prometheus
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.runtime
+# The fuzz tests at length: thousands of random examples each instead of `make test`'s few repeatable ones.
+fuzz: $(VENV)/.dev
+	SWITCHYARD_FUZZ=1 LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest tests/test_openapi_schemathesis.py tests/test_parser_fuzz.py $(PYTEST_ARGS)
+
+bench: $(VENV)/.runtime redis-server
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The full benchmark (several minutes; not part of `make test`): rewrites docs/benchmarks.md and its chart.
+bench-report: $(VENV)/.dev redis-server
+	$(PY) bench/run.py --rounds 3 --out docs/benchmarks.md --chart docs/img/benchmarks.png $(BENCH_ARGS)
+
+# Robustness runs (minutes; `make test` runs their short versions). See docs/robustness.md.
+soak: $(VENV)/.runtime
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
+FAULTS_SCALE ?= 4
+faults: $(VENV)/.dev redis-server
+	FAULTS_SCALE=$(FAULTS_SCALE) LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest tests/test_faults_under_load.py $(PYTEST_ARGS)
 
 # Re-pin after editing pyproject.toml dependencies (needs network access to PyPI).
 lock:
@@ -44,6 +60,14 @@ lock:
 	/tmp/switchyard-lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 	/tmp/switchyard-lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links --extra dev -o requirements-dev.lock pyproject.toml
 	/tmp/switchyard-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements-build.lock requirements-build.in
+
+# Known vulnerabilities of every pinned package, from PyPI's advisory data (AUDIT_ARGS="-s osv" asks OSV instead).
+# --strict: a package the service cannot look up fails the audit rather than passing unaudited.
+audit: $(VENV)/.dev
+	@for lock in requirements.lock requirements-dev.lock requirements-build.lock; do \
+		echo "== $$lock"; \
+		$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r $$lock $(AUDIT_ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

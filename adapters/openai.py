@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from adapters.base import Adapter, Endpoint, UpstreamError, UpstreamReply, UpstreamRequest, Usage, status_error
-from adapters.sse import UsageTap, framed_events, read_usage
+from adapters.sse import UsageTap, all_json, ends_done, framed_events, read_usage
 from gateway.config import TargetConfig
 
 
@@ -90,11 +90,17 @@ class OpenAIAdapter(Adapter):
         return UpstreamReply(response.status, body=payload, usage=usage)
 
     async def _events(self, response: aiohttp.ClientResponse, tap: UsageTap) -> AsyncIterator[bytes]:
+        first, done = True, False
         try:
             async for events in framed_events(response.content.iter_any()):
+                if first and not all_json(events):
+                    raise UpstreamError("protocol", 502, f"upstream target {self.name!r} sent a stream that is not JSON")
+                first, done = False, ends_done(events)
                 events = tap(events)
                 if events:
                     yield events
+            if not done:  # a clean end before [DONE] is still a cut: the client must not take it for a whole reply
+                raise UpstreamError("protocol", 502, f"upstream target {self.name!r} broke off the stream")
         except asyncio.CancelledError:
             raise
         except Exception as exc:

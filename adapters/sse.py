@@ -88,6 +88,25 @@ def read_usage(usage: dict, into: Usage) -> None:
         into.reported = True
 
 
+def all_json(events: bytes) -> bool:
+    """Whether every event's data is JSON (or [DONE]): checked on a stream's first events, before anything has
+    reached the client, so a garbled stream can still be retried or sent to a fallback."""
+    for event in events.split(b"\n\n"):
+        data = event_data(event)
+        if data is None or data == b"[DONE]":
+            continue
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+    return True
+
+
+def ends_done(events: bytes) -> bool:
+    """Whether these events end with [DONE], the end of every OpenAI stream (`data:[DONE]` too)."""
+    return events.rstrip().endswith(b"[DONE]")
+
+
 def event_data(event: bytes) -> bytes | None:
     """The payload of an event's first `data:` line."""
     for line in event.split(b"\n"):

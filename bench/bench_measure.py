@@ -14,10 +14,11 @@ from pathlib import Path
 
 import aiohttp
 
-from bench_proc import HarnessError, http_status
+from bench_proc import HarnessError, http_request
 
 BENCH_DIR = Path(__file__).resolve().parent
-LUA_SCRIPT = BENCH_DIR / "post.lua"
+LUA_SCRIPT = BENCH_DIR / "post.lua"  # a short fixed prompt
+VARYING_SCRIPT = BENCH_DIR / "safety_post.lua"  # a ~1 KB prompt, different on every request
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -59,27 +60,33 @@ def chat_body(model: str, stream: bool = False) -> bytes:
     return json.dumps(body).encode()
 
 
-def preflight(port: int, key: str, model: str) -> None:
-    """One request before the load: a server answering 401/404 fast would otherwise look great."""
+def preflight(port: int, key: str, model: str, body: bytes | None = None) -> dict[str, str]:
+    """One request before the load: a server answering 401/404 fast would otherwise look great.
+    Returns the response headers (lower-case names) for scenario-specific checks."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     try:
-        status, body = http_status(port, "POST", CHAT_PATH, chat_body(model), headers, timeout=10.0)
+        status, resp_headers, data = http_request(port, "POST", CHAT_PATH, body or chat_body(model),
+                                                  headers, timeout=10.0)
     except OSError as exc:
         raise HarnessError(f"preflight POST to :{port} failed: {exc}") from exc
     try:
-        ok = status == 200 and "choices" in json.loads(body)
+        ok = status == 200 and "choices" in json.loads(data)
     except ValueError:
         ok = False
     if not ok:
-        raise HarnessError(f"preflight POST to :{port} (model {model}) got {status}: {body[:300]!r}")
+        raise HarnessError(f"preflight POST to :{port} (model {model}) got {status}: {data[:300]!r}")
+    return resp_headers
 
 
 def run_wrk(wrk: str, taskset: str, core: int, port: int, duration_s: int, connections: int,
-            key: str, model: str) -> WrkResult:
-    """Run wrk pinned to `core` (1 thread, Lua POST script) and parse its JSON summary line."""
+            key: str, model: str, script: Path | None = None) -> WrkResult:
+    """Run wrk pinned to `core` (1 thread, Lua POST script, default LUA_SCRIPT) and parse its JSON
+    summary line."""
+    script = script or LUA_SCRIPT
     argv = [taskset, "-c", str(core), wrk, "-t1", f"-c{connections}", f"-d{duration_s}s",
-            "--latency", "--timeout", "5s", "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}{CHAT_PATH}"]
-    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model}
+            "--latency", "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}{CHAT_PATH}"]
+    # BENCH_LUA_DIR: safety_post.lua loads post.lua from there.
+    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model, "BENCH_LUA_DIR": str(BENCH_DIR)}
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration_s + 60)
     except subprocess.TimeoutExpired as exc:
@@ -94,10 +101,10 @@ def run_wrk(wrk: str, taskset: str, core: int, port: int, duration_s: int, conne
 
 
 def load(wrk: str, taskset: str, core: int, port: int, duration_s: int, connections: int,
-         key: str, model: str, warmup_s: int = 1) -> WrkResult:
+         key: str, model: str, warmup_s: int = 1, script: Path | None = None) -> WrkResult:
     """Warm up (connections, pools, caches, lazy imports) for warmup_s, then measure."""
-    run_wrk(wrk, taskset, core, port, warmup_s, connections, key, model)
-    return run_wrk(wrk, taskset, core, port, duration_s, connections, key, model)
+    run_wrk(wrk, taskset, core, port, warmup_s, connections, key, model, script)
+    return run_wrk(wrk, taskset, core, port, duration_s, connections, key, model, script)
 
 
 async def _first_chunk_ms(session: aiohttp.ClientSession, url: str, body: bytes,

@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -140,15 +142,23 @@ class Processes:
             self.stop(child, grace_s=3.0)
 
 
-def http_status(port: int, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None,
+                 timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    """(status, response headers with lower-case names, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def http_status(port: int, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    status, _, data = http_request(port, method, path, body, headers, timeout)
+    return status, data
 
 
 def wait_ready(child: Managed, port: int, path: str = "/readyz", timeout_s: float = 30.0,
@@ -202,3 +212,23 @@ def rss_mb(pid: int) -> float:
             continue
         todo.extend(_children_of(current))
     return total_kb / 1024
+
+
+@contextmanager
+def realtime_client(priority: int = 10) -> Iterator[bool]:
+    """Run the calling thread (and threads it starts, which inherit the policy) at SCHED_FIFO.
+
+    A latency client must not add latency of its own: on a shared VM, ordinary (CFS) wake-ups of a
+    sleeping client come several ms late at p99 whenever anything else runs on its core, which would
+    swamp sub-millisecond differences. Yields whether it worked (needs root or CAP_SYS_NICE); the client
+    sleeps between requests, so it never starves the core.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

@@ -40,17 +40,7 @@ REPLY = (
 )
 HEADERS = {b"authorization": b"Bearer sk-x", b"content-type": b"application/json"}
 
-SINK = """
-import http.server, sys
-class Sink(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *args): pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
+SINK = [sys.executable, str(Path(__file__).resolve().parent / "otlp_sink.py"), "--port", "0"]  # prints its port
 
 
 def runtime() -> Runtime:
@@ -124,7 +114,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(SINK, stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
         endpoint = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/traces"

@@ -6,7 +6,7 @@ Same harness as bench/run.py (the gateway pinned to one core; wrk, the nginx moc
 on the other). Variants, alternated round by round so machine noise hits them alike:
   off      observability.metrics false, no tracing
   metrics  metrics, no tracing
-  on       metrics, and traces exported to the sink at the default sampling (10%)
+  on       metrics, and traces exported to the sink at the default sampling (1%)
   on-100%  metrics, and every request traced (for reference: sample in production)
 Reports the median requests/s of each and its ratio to `off`.
 """
@@ -29,7 +29,6 @@ sys.path.insert(0, str(BENCH_DIR))
 import bench_measure as measure  # noqa: E402
 import bench_nginx  # noqa: E402
 from bench_proc import Processes, ensure_tools, free_port, pick_cores, wait_ready  # noqa: E402
-from observability_cost import SINK  # noqa: E402
 
 MODEL = "bench-upstream"
 VARIANTS = {  # name: the config's observability section (OTEL_EXPORTER_OTLP_ENDPOINT is set for all)
@@ -67,8 +66,9 @@ def main() -> int:
         nginx_conf = bench_nginx.write_config(workdir / "nginx", nginx_port)
         nginx = procs.spawn("nginx", on_load_core + bench_nginx.command(tools["nginx"], workdir / "nginx", nginx_conf))
         wait_ready(nginx, nginx_port, timeout_s=10)
-        sink_code = SINK.replace('("127.0.0.1", 0)', f'("127.0.0.1", {sink_port})')
-        procs.spawn("otlp-sink", on_load_core + [sys.executable, "-c", sink_code])
+        sink = procs.spawn("otlp-sink", on_load_core + [sys.executable, str(BENCH_DIR / "otlp_sink.py"),
+                                                        "--port", str(sink_port)])
+        wait_ready(sink, sink_port)
         env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
         for round_number in range(args.rounds):
             for name in VARIANTS:

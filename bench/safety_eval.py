@@ -6,8 +6,11 @@ PII: Switchyard's scanner (Presidio's recognizers run directly on trigger window
 0.4) against stock Presidio (AnalyzerEngine, no-op NLP engine, the same six entities, its default threshold),
 on synthetic prompts with exact gold spans and hard negatives. A finding counts when it overlaps a gold span of
 the same entity. Speed is CPU time per KB of text the scanner has not seen before (the cache is bypassed).
-Injection: the heuristic detector at the default threshold, recall on attacks and false positives on benign
-prompts.
+Injection: the detector (heuristic signals and the linear model of gateway/safety/learned.py) at the default
+threshold, recall on attacks and false positives on benign prompts. Every set in safety_prompts.py and
+safety_training.py is training data for that model now, so their rows are fits, not estimates: the honest
+figures are bench/train_injection.py's leave-one-set-out ones, and the blind set 5 (bench/safety_heldout_v5.py,
+written apart and scored once; its misses are never printed, even with -v; --skip-blind leaves it out).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from safety_prompts import (  # noqa: E402
     FINAL_ATTACKS, FINAL_BENIGN, FRESH_ATTACKS, FRESH_BENIGN, HELD_OUT_ATTACKS, HELD_OUT_BENIGN, HELD_OUT_V4_ATTACKS,
     HELD_OUT_V4_BENIGN, injection_sets,
 )
+from safety_training import training_sets  # noqa: E402
 
 from gateway.safety.injection import InjectionDetector  # noqa: E402
 from gateway.safety.schema import PiiPolicy, PromptInjection  # noqa: E402
@@ -117,31 +121,46 @@ def pii_report(samples, typical, with_stock: bool) -> None:
         print(f"{name}: {speed(predict, typical):.3f} ms per KB on {len(typical)} typical 1 KB prompts")
 
 
-def injection_report() -> None:
+def blind_held_out() -> tuple[list[str], list[str]] | None:
+    """Set 5, written apart from the detector's training data; None until it has been handed over."""
+    try:
+        from safety_heldout_v5 import HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN
+    except ImportError:
+        return None
+    return HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN
+
+
+def injection_report(verbose: bool, blind: bool) -> None:
     attacks, benign = injection_sets()
     detector = InjectionDetector()
     threshold = PromptInjection().threshold
     print(f"\nInjection/jailbreak, threshold {threshold}")
-    sets = (
-        ("tuning set", attacks, benign),
-        ("held-out set 1 (used to find gaps)", HELD_OUT_ATTACKS, HELD_OUT_BENIGN),
-        ("held-out set 2 (also used to find gaps)", FRESH_ATTACKS, FRESH_BENIGN),
-        ("held-out set 3 (its misses then used to tune the intent features)", FINAL_ATTACKS, FINAL_BENIGN),
-        ("held-out set 4 (frozen before the intent features, scored once)", HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN),
-    )
+    sets = [
+        ("development: tuning set (training data)", attacks, benign),
+        ("development: held-out set 1 (training data)", HELD_OUT_ATTACKS, HELD_OUT_BENIGN),
+        ("development: held-out set 2 (training data)", FRESH_ATTACKS, FRESH_BENIGN),
+        ("development: held-out set 3 (training data)", FINAL_ATTACKS, FINAL_BENIGN),
+        ("development: held-out set 4 (scored once before the model, training data since)", HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN),
+    ]
+    sets += [(f"development: safety_training.py {name} (training data)", bad, good) for name, (bad, good) in training_sets().items()]
+    blind_sets = blind_held_out() if blind else None
+    if blind_sets is not None:
+        sets.append(("held-out set 5 (blind, scored once)", *blind_sets))
     for label, bad, good in sets:
         caught = [a for a in bad if detector.score(a).score >= threshold]
         false = [b for b in good if detector.score(b).score >= threshold]
         print(f"{label}: {len(bad)} attacks, {len(good)} benign: recall {len(caught) / len(bad):.3f}, "
               f"false positives {len(false) / len(good):.4f} ({len(false)})")
-        if "-v" in sys.argv and bad is not HELD_OUT_V4_ATTACKS:  # set 4 stays unread, or it stops being held out
+        if verbose and (blind_sets is None or bad is not blind_sets[0]):  # set 5 stays unread, or it stops being held out
             for a in bad:
                 if a not in caught:
                     print("  missed:", a[:110].replace("\n", " "))
             for b in false:
                 print("  false positive:", b[:110].replace("\n", " "), detector.score(b).signals)
+    if blind_sets is None:
+        print("held-out set 5 (blind, scored once): " + ("absent" if blind else "skipped (--skip-blind)"))
     print("threshold sweep (recall / false positives) per set:")
-    for cut in (0.3, 0.4, 0.5, 0.6):
+    for cut in (0.3, 0.4, 0.5, 0.6, 0.7):
         row = []
         for _, bad, good in sets:
             recall = sum(detector.score(a).score >= cut for a in bad) / len(bad)
@@ -156,10 +175,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1200)
     parser.add_argument("--no-stock", action="store_true", help="skip stock Presidio (slow)")
-    parser.add_argument("-v", action="store_true", help="list misses and false positives")
+    parser.add_argument("-v", action="store_true", help="list misses and false positives (never those of the blind set)")
+    parser.add_argument("--skip-blind", action="store_true", help="leave the blind held-out set 5 out")
     args = parser.parse_args()
     pii_report(pii_samples(args.samples), typical_prompts(), not args.no_stock)
-    injection_report()
+    injection_report(args.v, not args.skip_blind)
 
 
 if __name__ == "__main__":

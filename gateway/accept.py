@@ -16,6 +16,10 @@ from adapters.base import Endpoint
 from gateway.errors import GatewayError, bad_request
 
 MAX_CHOICES = 128
+# OpenAI's numeric sampling fields. Their types are checked here, where it is cheap, so that a string in one is the
+# same 400 on every target: the echo target ignores them and litellm reports a malformed call as an upstream failure.
+INTEGER_FIELDS = ("max_tokens", "max_completion_tokens", "seed")
+NUMBER_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(slots=True)
@@ -75,6 +79,7 @@ def parse_request(endpoint: Endpoint, raw: bytes) -> ParsedRequest:
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required and must be a non-empty string.", param="model")
     _CHECKS[endpoint](body)
+    _check_numbers(body)
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -108,8 +113,29 @@ def _check_chat(body: dict[str, Any]) -> None:
             raise bad_request(
                 f"'messages[{i}].content' must be a string or an array of content parts.", param=f"messages[{i}].content"
             )
-        if isinstance(content, list) and not all(isinstance(part, dict) for part in content):
-            raise bad_request(f"'messages[{i}].content' parts must be objects.", param=f"messages[{i}].content")
+        if isinstance(content, list):
+            _check_parts(content, f"messages[{i}].content")
+
+
+def _check_parts(parts: list[Any], where: str) -> None:
+    # A text part's text must be a string: the safety filters scan strings only, so text in any other shape
+    # would reach the upstream unscanned.
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise bad_request(f"'{where}[{j}]' must be an object with a string 'type'.", param=f"{where}[{j}]")
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise bad_request(f"'{where}[{j}].text' must be a string.", param=f"{where}[{j}].text")
+
+
+def _check_numbers(body: dict[str, Any]) -> None:
+    for name in INTEGER_FIELDS:
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise bad_request(f"'{name}' must be an integer.", param=name)
+    for name in NUMBER_FIELDS:
+        value = body.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise bad_request(f"'{name}' must be a number.", param=name)
 
 
 def _check_completion(body: dict[str, Any]) -> None:

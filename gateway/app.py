@@ -23,6 +23,7 @@ from gateway.config import ConfigError
 from gateway.drain import Drain, DrainAwareMiddleware
 from gateway.errors import GatewayError
 from gateway.headers import GatewayHeaders
+from gateway.openapi import openapi_route
 from gateway.pipeline import Pipeline
 from gateway.reload import PolicyReloader
 from gateway.runtime import Runtime
@@ -80,8 +81,7 @@ def create_app(settings: Settings) -> Starlette:
             tenant = runtime.authenticator.authenticate(_raw_headers(request))
         except GatewayError as error:
             return _error(error)
-        names = runtime.models_for(tenant.models, tenant.all_models)
-        return _json({"object": "list", "data": [runtime.model_card(name) for name in names]})
+        return _json({"object": "list", "data": [runtime.model_card(name, tenant) for name in runtime.models_for(tenant)]})
 
     async def admin_policy(request: Request) -> Response:
         try:
@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        openapi_route(),
         Route("/admin/policy", admin_policy, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]

@@ -15,6 +15,9 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{
 KeyHash = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
 RedisUrl = Annotated[str, StringConstraints(pattern=r"^(redis|rediss|unix)://\S+$")]
+# What can go on the wire: header names are RFC 9110 tokens, values Latin-1 text without control characters.
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\t\x20-\x7e\x80-\xff]*$")]
 
 
 class Strict(BaseModel):
@@ -27,6 +30,16 @@ class ServerConfig(Strict):
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     policy_watch_s: float = Field(1.0, ge=0, le=3600, description="How often policy files are checked for changes; 0: never.")
+    # Slow clients: without these a client trickling its request holds a connection (and a slot of the
+    # server's) for as long as it likes.
+    client_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A client gets this long to send a request's headers, and this long again for its body; "
+        "past either, 408 and the connection is closed.",
+    )
+    keep_alive_s: float = Field(5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this long.")
     # 0 by default: only behind a load balancer that learns of a stop late (a Kubernetes Service) does a
     # stopping process have to keep taking new requests; the Helm chart sets 5.
     drain_grace_s: float = Field(
@@ -97,7 +110,7 @@ class TargetConfig(Strict):
     model: str | None = Field(None, description="The model name the upstream knows.")
     base_url: HttpUrl | None = Field(None, description="Required for adapter openai; optional api_base for litellm.")
     api_key: str | None = Field(None, repr=False)
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, description="Extra headers sent upstream.")
     price: Price | None = None
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Whole-request timeout; for streams, the idle timeout.")
     connect_timeout_s: float = Field(5.0, gt=0, le=600)

@@ -64,7 +64,7 @@ class Pipeline:
             safety = runtime.safety  # swapped together with the router
             exchange.policy_version = runtime.policy.version
             if not tenant.may_use(request.model):
-                raise _not_allowed(request.model, router.knows(request.model))
+                raise _model_not_allowed(request.model)
             # inspect: what the request carries, before deciding where it may go
             screening = await safety.inspect(request.body, tenant.key_id, exchange)
             facts = RequestFacts(
@@ -73,7 +73,7 @@ class Pipeline:
             )
             decision = router.decide(facts)
             if decision is None:
-                raise _not_allowed(request.model, known=False)
+                raise _model_not_found(request.model)
             exchange.route = decision.route
             if decision.deny is not None:
                 raise GatewayError(403, decision.deny, code="denied_by_policy")
@@ -99,8 +99,13 @@ class Pipeline:
             await send_stream(send, receive, exchange, reply)
 
 
-def _not_allowed(model: str, known: bool) -> GatewayError:
-    shown = model[:200]
-    if known:
-        return GatewayError(403, f"This API key may not use model {shown!r}.", code="model_not_allowed", param="model")
-    return GatewayError(404, f"The model {shown!r} does not exist.", code="model_not_found", param="model")
+def _model_not_allowed(model: str) -> GatewayError:
+    # Any model outside a restricted tenant's list, whether it exists or not: the tenant cannot probe
+    # which models other tenants have.
+    message = f"This API key may not use model {model[:200]!r}."
+    return GatewayError(403, message, code="model_not_allowed", param="model")
+
+
+def _model_not_found(model: str) -> GatewayError:
+    message = f"The model {model[:200]!r} does not exist or you do not have access to it."
+    return GatewayError(404, message, code="model_not_found", param="model")

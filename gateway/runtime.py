@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters import build_adapter
 from adapters.base import Adapter
-from gateway.auth import AdminAuthenticator, Authenticator
+from gateway.auth import AdminAuthenticator, Authenticator, Tenant
 from gateway.config import ConfigError
 from gateway.limit import Limiter
 from gateway.settings import Settings
@@ -76,18 +76,20 @@ class Runtime:
     def ready(self) -> bool:
         return not self.draining and self.limiter.ready() and all(adapter.ready() for adapter in self.adapters.values())
 
-    def models_for(self, tenant_models: frozenset[str], all_models: bool) -> list[str]:
-        known = sorted(self.router.aliases | self.adapters.keys())
-        return known if all_models else [m for m in known if m in tenant_models]
+    def models_for(self, tenant: Tenant) -> list[str]:
+        """What the tenant may ask for: an alias only when one of its routes can match the tenant."""
+        router = self.router
+        aliases = {alias for alias in router.aliases if router.reachable(alias, tenant.name)}
+        return sorted(m for m in aliases | self.adapters.keys() if tenant.may_use(m))
 
-    def model_card(self, name: str) -> dict[str, Any]:
+    def model_card(self, name: str, tenant: Tenant) -> dict[str, Any]:
         """An OpenAI model object, with the target's catalog metadata (or an alias's targets) as extra fields."""
         card: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": "switchyard"}
         profile = self.catalog.profiles.get(name)
         if profile is not None:
             card.update(profile.as_json())
         else:
-            card["targets"] = self.router.targets_of(name)
+            card["targets"] = self.router.targets_of(name, tenant.name)
         return card
 
     def reload_policies(self, env: Mapping[str, str]) -> bool:

@@ -2,32 +2,119 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import signal
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import create_app
+from gateway.config import ServerConfig
+from gateway.errors import GatewayError
 from gateway.settings import Settings, demo_settings, load_settings
 
 CONFIG_ENV = "SWITCHYARD_CONFIG"
 
+_TOO_SLOW = GatewayError(
+    408, "The request did not arrive in time.", code="request_timeout", error_type="invalid_request_error"
+).body()
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: "
+    + str(len(_TOO_SLOW)).encode()
+    + b"\r\n\r\n"
+    + _TOO_SLOW
+)
 
-def _uvicorn_options(host: str, port: int, drain_timeout_s: float) -> dict:
+
+class SlowClientProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines for a request's headers, and then for its body.
+
+    uvicorn has neither: a client that trickles its request a byte at a time holds the connection, a file
+    descriptor and (for the body) a task, for as long as it likes. Past a deadline the client gets a 408 and the
+    connection is closed. A request that arrives whole, the usual case, never arms a timer.
+    """
+
+    def __init__(self, *args: Any, client_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._timeout_s = client_timeout_s
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_headers = False  # a request's first byte has arrived, the end of its headers not yet
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a client that connects and says nothing is cut off too
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._deadline is None and (self._in_headers or self._body_pending()):
+            self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._disarm()  # the body, if it is still coming, gets a deadline of its own
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _body_pending(self) -> bool:
+        # Also after an early answer (a 413 on the declared length): the rest still has to arrive in time.
+        return self.cycle is not None and self.cycle.more_body
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self._timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and (cycle.response_started or not cycle.more_body):
+            # A request in flight (already answering, or late only with a pipelined request behind it) is
+            # answered first; the connection closes after it.
+            cycle.keep_alive = False
+            return
+        late_body = cycle is not None and cycle.more_body and not cycle.response_started
+        if self._in_headers or late_body:
+            self.transport.write(_REQUEST_TIMEOUT)
+        # Closing also tells an app still waiting for the body that the client is gone.
+        self.transport.close()
+
+
+def _uvicorn_options(host: str, port: int, server: ServerConfig) -> dict:
     return {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        # a partial of a module-level class: it pickles, for worker processes
+        "http": functools.partial(SlowClientProtocol, client_timeout_s=server.client_timeout_s),
+        "timeout_keep_alive": server.keep_alive_s,
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",
         "server_header": False,
         # How long requests in flight get once a drain (gateway/drain.py) stops accepting connections.
-        "timeout_graceful_shutdown": drain_timeout_s,
+        "timeout_graceful_shutdown": server.drain_timeout_s,
     }
 
 
@@ -37,7 +124,7 @@ def _configure_logging() -> None:
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     _configure_logging()
-    options = _uvicorn_options(host, port, settings.config.server.drain_timeout_s)
+    options = _uvicorn_options(host, port, settings.config.server)
     if workers == 1:
         signal.signal(signal.SIGTERM, _nothing_to_drain)
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()

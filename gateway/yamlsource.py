@@ -19,6 +19,10 @@ import yaml
 Path_ = tuple[str | int, ...]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Bounds on what a document may expand to. Anchors and aliases are allowed, but an alias is expanded where it is
+# used, so ten nested aliases of ten items each would otherwise build ten billion values ("billion laughs").
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
 
 
 class SourceError(Exception):
@@ -90,16 +94,46 @@ def parse_yaml(text: str, name: str, env: Mapping[str, str]) -> YamlDocument:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise SourceError(name, line, (), f"invalid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise SourceError(name, None, (), f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from None
     doc = YamlDocument(name, None)
     if root is None:
         doc.data = {}
         return doc
-    doc.data = _build(root, (), doc, env)
+    doc.data = _build(root, (), doc, env, _Walk())
     return doc
 
 
-def _build(node: yaml.Node, path: Path_, doc: YamlDocument, env: Mapping[str, str]) -> Any:
+@dataclass
+class _Walk:
+    """What one walk of a node tree has used so far, to keep it within MAX_DEPTH and MAX_VALUES."""
+
+    values: int = 0
+    open: set[int] = field(default_factory=set)  # ids of the collection nodes being built: an alias to one is a cycle
+
+
+def _build(node: yaml.Node, path: Path_, doc: YamlDocument, env: Mapping[str, str], walk: _Walk) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
+    walk.values += 1
+    if walk.values > MAX_VALUES:
+        raise doc.error(path, f"the document expands to more than {MAX_VALUES} values (through YAML aliases?)")
+    if isinstance(node, yaml.CollectionNode):
+        if len(path) >= MAX_DEPTH:
+            raise doc.error(path, f"nested deeper than {MAX_DEPTH} levels")
+        if id(node) in walk.open:
+            raise doc.error(path, "a YAML alias refers to a value that contains it")
+        walk.open.add(id(node))
+        try:
+            return _build_collection(node, path, doc, env, walk)
+        finally:
+            walk.open.discard(id(node))
+    value = _scalar(node, path, doc)
+    if isinstance(value, str):
+        return _expand_env(value, path, doc, env)
+    return value
+
+
+def _build_collection(node: yaml.CollectionNode, path: Path_, doc: YamlDocument, env: Mapping[str, str], walk: _Walk) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -112,14 +146,9 @@ def _build(node: yaml.Node, path: Path_, doc: YamlDocument, env: Mapping[str, st
             if key in out:
                 raise SourceError(doc.file, key_node.start_mark.line + 1, path + (key,), "duplicate key")
             doc.lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, path + (key,), doc, env)
+            out[key] = _build(value_node, path + (key,), doc, env, walk)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), doc, env) for i, item in enumerate(node.value)]
-    value = _scalar(node, path, doc)
-    if isinstance(value, str):
-        return _expand_env(value, path, doc, env)
-    return value
+    return [_build(item, path + (i,), doc, env, walk) for i, item in enumerate(node.value)]
 
 
 def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument) -> Any:

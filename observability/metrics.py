@@ -1,8 +1,9 @@
 """Prometheus metrics, all prefixed `switchyard_`, labelled only with config names and status codes.
 
 Label children are bound once per (route, target, tenant, status) and reused, so recording a request costs a
-handful of increments and observations. Gauges that describe state (requests in flight, open circuits) are
-sampled when they are read, not touched per request.
+handful of increments and observations. Gauges that describe state (requests in flight, open circuits, the event
+loop's tasks) are sampled when they are read, not touched per request. The task count returns to its idle level
+once load stops unless something leaks tasks; bench/soak.py checks that.
 
 With several worker processes (PROMETHEUS_MULTIPROC_DIR set before they start), every worker writes its values
 to files in that directory and any worker's /metrics adds them all up.
@@ -10,6 +11,7 @@ to files in that directory and any worker's /metrics adds them all up.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -145,6 +147,9 @@ class Metrics:
             "circuit_open", "1 while a target's circuit breaker is open or probing (in any worker).", ("target",), "livemax"
         )
         self.in_flight = gauge("in_flight_requests", "Requests being served right now.", (), "livesum")
+        self.event_loop_tasks = gauge(
+            "event_loop_tasks", "asyncio tasks alive in the event loop (the scrape's own included).", (), "livesum"
+        )
         self.redis_up = gauge("redis_up", "1 while the shared state store answers.", (), "livemin") if redis else None
         self._series: dict[tuple[str, str, str, int], _Series] = {}
         self._safety: dict[tuple[str, str], Any] = {}
@@ -194,6 +199,7 @@ class Metrics:
     def sample(self, in_flight: int, breakers: Iterable[tuple[str, Breaker]]) -> None:
         """Brings the state gauges up to date: before each scrape, and now and then in worker processes."""
         self.in_flight.set(in_flight)
+        self.event_loop_tasks.set(len(asyncio.all_tasks()))  # O(tasks), so only here, never per request
         for name, breaker in breakers:
             child = self._circuits.get(name)
             if child is not None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from gateway.config import Limits
 from policies.catalog import Catalog
 from policies.conditions import RequestFacts, compile_first_match, compile_when
-from policies.schema import Retry, Route, WeightedTarget
+from policies.schema import Retry, Route, WeightedTarget, When
 
 NO_RETRY = Retry(attempts=1)
 
@@ -106,14 +106,30 @@ class Router:
         first_match = compile_first_match([compile_when(r.route.when, skip_model=True) for r in routes])
         return tuple(routes), first_match
 
-    def targets_of(self, alias: str) -> list[str]:
-        """Every target a route claiming this alias may send to, in order of first mention."""
+    def targets_of(self, alias: str, tenant: str) -> list[str]:
+        """Every target a route claiming this alias may send to for this tenant, in order of first mention.
+
+        Routes that can never match the tenant (or come after one that always does) are left out: their
+        targets are other tenants' business.
+        """
         names: dict[str, None] = {}
-        for route in self.routes:
+        for route in self._routes_for(alias, tenant):
             if route.models and alias in route.models:
                 for decision in route.candidates():
                     names.update(dict.fromkeys(decision.targets))
         return list(names)
+
+    def reachable(self, alias: str, tenant: str) -> bool:
+        """Whether some route for this alias can match a request of this tenant."""
+        return any(True for _ in self._routes_for(alias, tenant))
+
+    def _routes_for(self, alias: str, tenant: str) -> Iterator[CompiledRoute]:
+        routes, _ = self._for_model.get(alias, ((), None))
+        for route in routes:
+            if may_match(route.route.when, tenant):
+                yield route
+                if must_match(route.route.when, tenant, model_settled=True):
+                    return
 
     def knows(self, model: str) -> bool:
         return model in self.aliases or model in self._targets
@@ -137,3 +153,36 @@ class Router:
                 return misses, route
             misses.append((route.name, reason))
         return misses, None
+
+
+def may_match(when: When, tenant: str) -> bool:
+    """False only when `when` fails for every request of `tenant`, whatever else the request holds."""
+    if when.tenant is not None and tenant not in _names(when.tenant):
+        return False
+    if when.all is not None and not all(may_match(w, tenant) for w in when.all):
+        return False
+    if when.any is not None and not any(may_match(w, tenant) for w in when.any):
+        return False
+    return when.not_ is None or not must_match(when.not_, tenant)
+
+
+def must_match(when: When, tenant: str, model_settled: bool = False) -> bool:
+    """True only when `when` holds for every request of `tenant` (for its alias, if `model_settled`)."""
+    tested = _NOT_TENANT_OR_MODEL if model_settled else _NOT_TENANT
+    if any(getattr(when, field) is not None for field in tested):
+        return False
+    if when.tenant is not None and tenant not in _names(when.tenant):
+        return False
+    if when.all is not None and not all(must_match(w, tenant) for w in when.all):
+        return False
+    if when.any is not None and not any(must_match(w, tenant) for w in when.any):
+        return False
+    return when.not_ is None or not may_match(when.not_, tenant)
+
+
+_NOT_TENANT = tuple(field for field in When.model_fields if field not in ("tenant", "all", "any", "not_"))
+_NOT_TENANT_OR_MODEL = tuple(field for field in _NOT_TENANT if field != "model")
+
+
+def _names(value: str | list[str]) -> frozenset[str]:
+    return frozenset([value] if isinstance(value, str) else value)

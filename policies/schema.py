@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
-from gateway.config import Limits, Name, Requirements, Strict
+from gateway.config import HeaderName, Limits, Name, Requirements, Strict
 from gateway.safety.schema import SafetyFlag, SafetyPolicy
 
 EndpointName = Literal["chat", "completion", "embedding"]
@@ -33,7 +33,7 @@ class When(Strict):
     tenant: Name | list[Name] | None = None
     endpoint: EndpointName | list[EndpointName] | None = None
     stream: bool | None = None
-    header: dict[str, OneOrMany] | None = Field(None, description="Request header name → accepted value(s).")
+    header: dict[HeaderName, OneOrMany] | None = Field(None, description="Request header name → accepted value(s).")
     metadata: dict[str, OneOrMany] | None = Field(None, description="Body `metadata` key → accepted value(s).")
     user: OneOrMany | None = Field(None, description="Accepted value(s) of the body's `user` field.")
     est_prompt_tokens: TokenBounds | None = None
@@ -43,6 +43,18 @@ class When(Strict):
     all: list[When] | None = None
     any: list[When] | None = None
     not_: When | None = Field(None, alias="not")
+
+    @field_validator("header")
+    @classmethod
+    def _latin1_values(cls, header: dict[str, OneOrMany] | None) -> dict[str, OneOrMany] | None:
+        for name, values in (header or {}).items():
+            for value in values if isinstance(values, list) else [values]:
+                if isinstance(value, str) and not value.isascii():
+                    try:
+                        value.encode("latin-1")
+                    except UnicodeEncodeError:
+                        raise ValueError(f"header {name}: {value!r} cannot be sent in an HTTP header (Latin-1 only)") from None
+        return header
 
 
 class WeightedTarget(Strict):

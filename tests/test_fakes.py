@@ -187,6 +187,15 @@ def test_stream_reset_drops_the_connection_after_k_events(openai_upstream: OpenA
     assert openai_upstream.cancelled_streams == 0  # the upstream's own doing, not the client's
 
 
+def test_stream_truncated_ends_cleanly_after_k_events_without_done(openai_upstream: OpenAIUpstream) -> None:
+    openai_upstream.set_fault("stream_truncated", after_chunks=3)
+    body = {"model": "m", "messages": user("a b c d"), "stream": True}
+    response = httpx.post(openai_upstream.base_url + "/chat/completions", json=body)
+    events = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert response.status_code == 200 and len(events) == 3
+    assert "[DONE]" not in response.text
+
+
 def test_delay_fault_answers_late(openai_upstream: OpenAIUpstream) -> None:
     openai_upstream.set_fault("delay", seconds=0.3)
     started = time.monotonic()

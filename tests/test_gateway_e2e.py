@@ -138,8 +138,9 @@ def test_sdk_error_classes(gateway, sdk, openai_upstream):
     with pytest.raises(openai.BadRequestError) as info:
         sdk.chat.completions.create(model="chat", messages=[])
     assert info.value.response.json()["error"]["param"] == "messages"
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.PermissionDeniedError) as info:  # outside this tenant's models, known or not
         sdk.chat.completions.create(model="gpt-17", messages=[{"role": "user", "content": "x"}])
+    assert info.value.response.json()["error"]["code"] == "model_not_allowed"
     openai_upstream.set_fault("status", status=429, headers={"Retry-After": "3"}, times=1)
     with pytest.raises(openai.RateLimitError) as info:
         sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])

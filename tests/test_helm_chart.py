@@ -78,7 +78,7 @@ COMBINATIONS: dict[str, tuple[dict[str, Any], Counter[str]]] = {
                 "enabled": True,
                 "className": "nginx",
                 "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
-                "hosts": [{"host": "llm.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                "hosts": [{"host": "llm.example.com", "paths": [{"path": "/v1", "pathType": "Prefix"}]}],
                 "tls": [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}],
             },
             "image": {"digest": "sha256:" + "ab" * 32},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -117,3 +120,205 @@ def test_a_client_cannot_redirect_a_litellm_target_or_its_credentials(make_opena
     assert "pwned" not in response.text
     sent = anthropic_upstream.requests
     assert len(sent) == 1 and sent[0].header("x-api-key") == "test-anthropic-key" and sent[0].header("x-evil") is None
+
+
+# ----- malformed values inside otherwise valid JSON ------------------------------------------------------------------
+
+USER_X = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b'{"model": "echo", \xff "messages": []}', None),  # invalid UTF-8 between tokens
+        (b'{"model": "echo", "messages": [{"role": "user", "content": "\\ud800"}]}', None),  # a lone surrogate escape
+        (b'{"model": "ec\xc3", "messages": [{"role": "user", "content": "x"}]}', None),  # a truncated sequence
+    ],
+)
+def test_invalid_utf8_anywhere_is_a_400(http, body, param):
+    response = http.post(CHAT, content=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json" and response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"max_tokens": "10"}, "max_tokens"),
+        ({"max_completion_tokens": 1.5}, "max_completion_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": True}, "top_p"),
+        ({"seed": "1"}, "seed"),
+        ({"n": "2"}, "n"),
+        ({"presence_penalty": [0]}, "presence_penalty"),
+    ],
+)
+def test_numbers_sent_as_other_types_are_a_400(http, extra, param):
+    response = http.post(CHAT, json={"model": "echo", "messages": USER_X, **extra})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error" and param in error["message"]
+
+
+def test_numbers_of_the_right_type_are_served(http):
+    body = {"model": "echo", "messages": USER_X, "max_tokens": 10, "temperature": 0.5, "top_p": 1, "seed": None}
+    assert http.post(CHAT, json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        (["hi"], "messages[0].content[0]"),
+        ([{"text": "no type"}], "messages[0].content[0]"),
+        ([{"type": 3, "text": "x"}], "messages[0].content[0]"),
+        ([{"type": "text"}], "messages[0].content[0].text"),
+        ([{"type": "text", "text": 5}], "messages[0].content[0].text"),
+        # text hidden in a nested shape would pass the safety filters unscanned
+        ([{"type": "text", "text": "ok"}, {"type": "text", "text": ["my ssn is 078-05-1120"]}], "messages[0].content[1].text"),
+        ({"type": "text", "text": "x"}, "messages[0].content"),
+    ],
+)
+def test_wrong_content_parts_are_a_400(http, content, param):
+    response = http.post(CHAT, json={"model": "echo", "messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("messages", "reply"),
+    [
+        ([{"role": "user", "content": ""}], "echo: "),
+        ([{"role": "user", "content": []}], "echo: "),
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": None}], "echo: q"),
+        ([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]}], "echo: a"),
+    ],
+)
+def test_empty_null_and_mixed_content_is_valid(http, messages, reply):
+    response = http.post(CHAT, json={"model": "echo", "messages": messages})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == reply
+
+
+# ----- slow clients ------------------------------------------------------------------------------------------------
+
+CLIENT_TIMEOUT_S = 1.0
+
+
+@pytest.fixture
+def impatient_gateway(start_gateway):
+    config = {
+        "server": {"client_timeout_s": CLIENT_TIMEOUT_S, "keep_alive_s": CLIENT_TIMEOUT_S},
+        "targets": {"echo": {"adapter": "echo"}},
+        "tenants": {"acme": {"keys": [KEY_HASH], "models": ["echo"]}},
+    }
+    gateway = start_gateway(config)
+    yield gateway
+    assert "Traceback" not in gateway.log_text()
+
+
+def trickle(sock: socket.socket, data: bytes, seconds: float, pause: float = 0.1) -> tuple[bytes, float]:
+    """Sends `data` a byte per `pause` (the slow client under test) until the server answers or closes.
+
+    Returns what the server sent and how long after the first byte the connection was closed; fails if it stays
+    open for `seconds`.
+    """
+    sock.setblocking(False)
+    started = time.monotonic()
+    received = b""
+    for byte in itertools.cycle(data[i : i + 1] for i in range(len(data))):
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"still open after {seconds}s")
+        try:
+            sock.send(byte)
+        except (BrokenPipeError, ConnectionResetError):
+            return received + read_to_close(sock), time.monotonic() - started
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            time.sleep(pause)  # the client's own slowness, not synchronisation
+            continue
+        except ConnectionResetError:
+            return received, time.monotonic() - started
+        if not chunk:
+            return received, time.monotonic() - started
+        received += chunk
+    raise AssertionError("unreachable")
+
+
+def assert_request_timeout(reply: bytes) -> None:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"connection: close" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_timeout" and error["type"] == "invalid_request_error"
+
+
+def test_a_client_trickling_its_headers_is_cut_off_while_others_are_served(impatient_gateway):
+    with socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10) as slow:
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        with httpx.Client(base_url=impatient_gateway.base_url, headers={"Authorization": f"Bearer {KEY}"}) as other:
+            assert other.post(CHAT, json={"model": "echo", "messages": USER_X}).status_code == 200
+        reply, closed_after = trickle(slow, b"X-Slow: " + b"a" * 1000, seconds=10 * CLIENT_TIMEOUT_S)
+    assert_request_timeout(reply)
+    assert closed_after < 5 * CLIENT_TIMEOUT_S
+
+
+def test_a_client_trickling_its_body_gets_a_408(impatient_gateway):
+    body = json.dumps({"model": "echo", "messages": USER_X}).encode()
+    with socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        reply, closed_after = trickle(slow, body, seconds=10 * CLIENT_TIMEOUT_S, pause=CLIENT_TIMEOUT_S / 4)
+    assert_request_timeout(reply)
+    assert closed_after < 5 * CLIENT_TIMEOUT_S
+
+
+def test_a_body_still_trickling_after_an_early_answer_is_cut_off(impatient_gateway):
+    with socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            + b"\r\nContent-Length: 99999999\r\n\r\n"
+        )
+        reply, closed_after = trickle(slow, b"x", seconds=10 * CLIENT_TIMEOUT_S, pause=CLIENT_TIMEOUT_S / 4)
+    assert reply.startswith(b"HTTP/1.1 413") and b'"request_too_large"' in reply, reply[:200]
+    assert closed_after < 5 * CLIENT_TIMEOUT_S
+
+
+def test_silent_and_idle_connections_are_closed(impatient_gateway):
+    with socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10 * CLIENT_TIMEOUT_S) as silent:
+        assert silent.recv(1024) == b"", "a connection that never sends a byte is closed without an answer"
+    with socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10 * CLIENT_TIMEOUT_S) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while chunk := idle.recv(65536):  # returns b"" once the kept-alive connection is closed for idleness
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and reply.count(b"HTTP/1.1 ") == 1
+
+
+def test_many_slow_clients_do_not_starve_the_others(impatient_gateway):
+    slow = [socket.create_connection(("127.0.0.1", impatient_gateway.port), timeout=10) for _ in range(50)]
+    try:
+        for sock in slow:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+        with httpx.Client(base_url=impatient_gateway.base_url, headers={"Authorization": f"Bearer {KEY}"}) as other:
+            for _ in range(5):
+                assert other.post(CHAT, json={"model": "echo", "messages": USER_X}).status_code == 200
+        for sock in slow:
+            assert_request_timeout(read_to_close(sock))
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as a close)."""
+    sock.settimeout(10 * CLIENT_TIMEOUT_S)
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except ConnectionResetError:
+        pass
+    return out

@@ -272,8 +272,11 @@ def test_deny_route_and_tenant_model_permissions(openai_upstream, start_gateway)
     assert info.value.response.json()["error"] == {
         "message": "Interns use the in-house model.", "type": "permission_error", "param": None, "code": "denied_by_policy",
     }
-    with pytest.raises(openai.PermissionDeniedError) as info:
+    with pytest.raises(openai.PermissionDeniedError) as info:  # the same answer as for a model that does not exist
         interns.chat.completions.create(model="only", messages=MESSAGES)
+    assert info.value.response.json()["error"]["code"] == "model_not_allowed"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        interns.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert info.value.response.json()["error"]["code"] == "model_not_allowed"
     assert [m.id for m in interns.models.list()] == ["chat"]
     assert openai_upstream.requests == []

@@ -114,3 +114,43 @@ def test_slots_cover_user_text_and_the_copy_leaves_the_original_untouched():
     assert copy["messages"][1]["content"][0]["text"] == "HI" and body["messages"][1]["content"][0]["text"] == "hi"
     assert copy["messages"][0] is body["messages"][0], "untouched parts are shared, not copied"
     assert [s.path for s in text_slots({"prompt": ["a", 1, "b"], "input": "c"})] == [("prompt", 0), ("prompt", 2), ("input",)]
+
+
+def test_short_and_long_texts_find_the_same_values(scanner):
+    """A short text is scanned whole, a long one in windows around triggers: the findings must not differ."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from safety_data import pii_samples
+
+    filler = "Quarterly notes follow; nothing in this paragraph is personal data at all. " * 80
+    for text, _ in pii_samples(300, seed=5):
+        short = [(f.entity, text[f.start : f.end]) for f in scanner.analyze(text)]
+        padded = filler + text + " " + filler
+        long = [(f.entity, padded[f.start : f.end]) for f in scanner.analyze(padded)]
+        assert long == short, text
+
+
+def test_lower_case_iban_and_phone_groups_split_by_a_slash(scanner):
+    assert ("IBAN_CODE", "de89370400440532013000") in found(scanner, "iban de89370400440532013000 please")
+    text = "call 020 7946 0958/415-555-0132 today"
+    assert [v for e, v in found(scanner, text) if e == "PHONE_NUMBER"] == ["020 7946 0958", "415-555-0132"]
+
+
+def test_patterns_with_unbounded_repetition_still_stop_at_the_deadline():
+    from time import perf_counter
+
+    url_scanner = PiiScanner(["URL"], 0.4)
+    started = perf_counter()
+    with pytest.raises(TimeoutError):
+        url_scanner.analyze("see www." + "a." * 1500 + " now", deadline=perf_counter() + 0.2)
+    assert perf_counter() - started < 2.0
+
+
+def test_the_phone_recognizer_itself_stops_at_the_deadline():
+    from time import perf_counter
+
+    phones = PiiScanner(["PHONE_NUMBER"], 0.4)  # the only recognizer: no later check between recognizers
+    with pytest.raises(TimeoutError):
+        phones.analyze("call 415-555-0132, " * 50_000, deadline=perf_counter() + 0.01)

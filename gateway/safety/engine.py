@@ -45,7 +45,7 @@ class TextReport:
     """Everything the detectors found in one text; positions only, never values."""
 
     pii: tuple[Any, ...]  # safety.pii.Finding
-    injection: Verdict
+    injection: Verdict | None  # None: not scored, the text came from a non-user message
     secrets: tuple[tuple[int, int, str], ...]
 
 
@@ -89,10 +89,12 @@ class SafetyEngine:
         self.active = self.pii is not None or policy.abuse is not None
         self._scanner = None
         self._transformer = None
+        self._pseudonyms: Any = None  # transform.Pseudonyms, imported with Presidio only for a PII policy
         if self.pii is not None:
             from gateway.safety.pii import PiiScanner  # Presidio loads only when a policy asks for PII detection
-            from gateway.safety.transform import Transformer
+            from gateway.safety.transform import Pseudonyms, Transformer
 
+            self._pseudonyms = Pseudonyms
             self._scan_timeout = self.pii.scan_timeout_s
             self._scanner = PiiScanner(self.pii.entities, self.pii.score_threshold, self.pii.allow, self.pii.ner_model)
             key = self.pii.hash_key.encode() if self.pii.hash_key else os.urandom(32)
@@ -133,7 +135,7 @@ class SafetyEngine:
         if not self.active:
             return frozenset(), frozenset()
         slots = list(text_slots(body))
-        reports = self._scan_all([slot.text for slot in slots])
+        reports = self._scan_all([(slot.text, slot.from_user) for slot in slots])
         return frozenset(f.entity for r in reports for f in r.pii), frozenset(kind for kind, _, _ in self._abuse(slots, reports))
 
     # ----- scanning ---------------------------------------------------------------------------------
@@ -141,21 +143,22 @@ class SafetyEngine:
     async def _reports(self, slots: list[Slot], exchange: Exchange) -> list[TextReport]:
         keys = [hashlib.blake2b(s.text.encode("utf-8", "surrogatepass"), digest_size=16).digest() for s in slots]
         reports: list[TextReport | None] = []
-        missing: dict[bytes, str] = {}
+        missing: dict[bytes, tuple[str, bool]] = {}  # text, and whether it needs an injection score
         for key, slot in zip(keys, slots):
             report = self._cache.get(key)
-            if report is not None:
+            if report is not None and (report.injection is not None or not slot.from_user):
                 self._cache.move_to_end(key)
             else:
-                missing[key] = slot.text
+                report = None
+                missing[key] = (slot.text, slot.from_user or missing.get(key, ("", False))[1])
             reports.append(report)
         if missing:
-            texts = list(missing.values())
+            jobs = list(missing.values())
             try:
-                if sum(map(len, texts)) > OFFLOAD_CHARS:
-                    fresh = await asyncio.to_thread(self._scan_all, texts)
+                if sum(len(text) for text, _ in jobs) > OFFLOAD_CHARS:
+                    fresh = await asyncio.to_thread(self._scan_all, jobs)
                 else:
-                    fresh = self._scan_all(texts)
+                    fresh = self._scan_all(jobs)
             except Exception as exc:  # noqa: BLE001 - a detector failing must not take the gateway down
                 return self._scan_failed(exc, slots, exchange)
             for key, report in zip(missing, fresh):
@@ -164,12 +167,17 @@ class SafetyEngine:
                 self._cache.popitem(last=False)
         return [r if r is not None else self._cache[k] for r, k in zip(reports, keys)]
 
-    def _scan_all(self, texts: list[str]) -> list[TextReport]:
-        return [self._scan(text) for text in texts]
+    def _scan_all(self, jobs: list[tuple[str, bool]]) -> list[TextReport]:
+        return [self._scan(text, from_user) for text, from_user in jobs]
 
-    def _scan(self, text: str) -> TextReport:
+    def _scan(self, text: str, from_user: bool) -> TextReport:
         pii = self._scanner.analyze(text, perf_counter() + self._scan_timeout) if self._scanner is not None else ()
-        injection = self._detector.score(text) if self._detector is not None else _NOTHING
+        # Only user text counts for injection (see _abuse): an assistant's or system's text is not scored,
+        # unless it comes back as a user's (then it is scanned again).
+        if self._detector is None:
+            injection: Verdict | None = _NOTHING
+        else:
+            injection = self._detector.score(text) if from_user else None
         secrets = tuple(find_secrets(text)) if self.abuse.secrets != "off" else ()
         return TextReport(pii, injection, secrets)
 
@@ -188,7 +196,8 @@ class SafetyEngine:
         found: list[tuple[str, str, str]] = []
         user = [(s, r) for s, r in zip(slots, reports) if s.from_user]
         if self._detector is not None:
-            verdicts = [r.injection for _, r in user if r.injection.score >= self._injection.threshold]
+            threshold = self._injection.threshold
+            verdicts = [r.injection for _, r in user if r.injection is not None and r.injection.score >= threshold]
             if verdicts:
                 signals = ", ".join(sorted({name for v in verdicts for name in v.signals}))
                 found.append(("prompt_injection", self._injection.action,
@@ -221,8 +230,6 @@ class SafetyEngine:
         self, body: dict[str, Any], slots: Sequence[Slot], reports: Sequence[TextReport], keep_pii: bool,
         screening: Screening, exchange: Exchange,
     ) -> dict[str, Any]:
-        from gateway.safety.transform import Pseudonyms
-
         pii_applies = bool(screening.pii_entities) and not keep_pii and self.pii is not None
         if pii_applies:
             assert self.pii is not None
@@ -234,7 +241,7 @@ class SafetyEngine:
             exchange.safety_events += tuple(("pii", a) for a in sorted({self.pii.action_for(e) for e in screening.pii_entities}))
         elif screening.pii_entities:
             exchange.safety_events += (("pii", "kept"),)
-        pseudonyms = Pseudonyms()
+        pseudonyms = self._pseudonyms() if pii_applies else None
         changes: dict[Path, str] = {}
         for slot, report in zip(slots, reports):
             secrets = report.secrets if self.redacts_secrets else ()
@@ -243,7 +250,7 @@ class SafetyEngine:
                 text = self._rewrite(slot.text, findings, secrets, pseudonyms)
                 if text != slot.text:
                     changes[slot.path] = text
-        if pseudonyms.values:
+        if pseudonyms is not None and pseudonyms.values:
             screening.restorer = Restorer(pseudonyms.values)
         return replaced(body, changes) if changes else body
 

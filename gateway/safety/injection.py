@@ -1,22 +1,27 @@
-"""Prompt-injection and jailbreak detection: scored heuristics, no model, no network.
+"""Prompt-injection and jailbreak detection: heuristic signals and a small linear model, no network.
 
 Text is first normalised the way attackers try to dodge filters: Unicode compatibility forms folded,
 zero-width characters dropped, look-alike Cyrillic and Greek letters mapped to Latin, leetspeak digits
-read as letters, and base64 blobs decoded and scanned too. Phrase signals then score the normalised
-text; every signal has a weight, and the score is 1 - Π(1 - weight), so two medium signals together
-outweigh one. Intent features (intent.py) add signals for paraphrases no phrase pattern knows. Signal
-names (never the matched text) say why, for headers and traces.
+read as letters, and base64 blobs decoded and scanned too. Phrase signals (each with a weight) and intent
+features (intent.py, for paraphrases no phrase pattern knows) find known shapes of attack; a logistic model
+trained offline (learned.py, bench/train_injection.py) weighs those signals together with the words of the
+text, so a phrase that also occurs in harmless requests ("developer mode" on a phone) no longer decides
+alone. Signal names (never the matched text) say why, for headers and traces; "classifier" when the words
+alone made the score.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from itertools import filterfalse
 
 from gateway.safety.intent import IntentScorer
+from gateway.safety.learned import LinearModel, sigmoid
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _HOMOGLYPHS = str.maketrans(
@@ -120,6 +125,9 @@ _SUBSTRING_ANCHORS = {
     "(?:[-": ("end of", "---"),
     "!\\[": ("![",),
 }
+# What must then match too before the whole pattern is searched for: forged role lines start anywhere a
+# sentence does, so that search is slow, and the keyword-then-colon core rules most texts out first.
+_CORES = {"(?:^": r"(?:system|admin|developer|root)[\]*\s]*(?:message|prompt|override|instruction)?\s*:"}
 
 
 def anchors(pattern: str) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
@@ -156,6 +164,10 @@ def anchors(pattern: str) -> tuple[frozenset[str] | None, tuple[str, ...] | None
     return frozenset(words), None
 
 
+def _core(pattern: str) -> re.Pattern[str] | None:
+    return next((re.compile(core) for start, core in _CORES.items() if pattern.startswith(start)), None)
+
+
 def _word_variants(alternative: str) -> list[str] | None:
     """The whole words an alternative such as `ignore`, `points?`, `oublie[sz]?` or `begin(?:ning)?` can start with."""
     word = _LEADING_WORD.match(alternative)
@@ -179,6 +191,21 @@ _WORDS = re.compile(r"[a-z0-9]+")
 _LEET_WORD = re.compile(r"(?=[a-z0-9]*[a-z][a-z0-9]*[a-z])(?=[a-z0-9]*[013457])[a-z0-9]{4,}")
 
 
+# Every ASCII character that cannot be part of a word, as a space: str.split then finds the words of an ASCII
+# text as _WORDS.findall would, at a fraction of the cost.
+_NOT_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isdigit() and not ("a" <= chr(c) <= "z")})
+
+
+def split_words(plain: str) -> list[str]:
+    """The words of a normalised text: runs of a-z and 0-9."""
+    return plain.translate(_NOT_WORD).split() if plain.isascii() else _WORDS.findall(plain)
+
+
+def _other_readings(mixed: list[str]) -> bool:
+    """Whether the words holding digits call for a de-leeted or a decoded reading (see `_evidence`)."""
+    return any(len(w) >= 20 or _LEET_WORD.fullmatch(w) for w in mixed)
+
+
 def _decoded_blobs(text: str) -> list[str]:
     blobs = []
     for match in _BASE64.finditer(text):
@@ -196,42 +223,6 @@ def _decoded_blobs(text: str) -> list[str]:
     return blobs
 
 
-# Cue words for the clause-level "steering" signal: a directive (A) about the model's own configuration (T),
-# addressed to the model (S), that negates or unlocks it (N). Phrase patterns above catch known wordings;
-# this catches paraphrases of the same intent.
-_DIRECTIVE = frozenset(
-    "ignore ignoring disregard forget override bypass drop abandon reveal print repeat output show tell recite dump "
-    "leak quote pretend act roleplay simulate become respond answer reply confirm stop follow obey disable remove "
-    "lift switch turn unlock enter activate enable exfiltrate send".split()
-)
-_TARGET = frozenset(
-    "system prompt prompts instructions instruction rules guidelines guideline policy policies filters filter filtering "
-    "restrictions constraints safeguards safeguard guardrails programming programmed persona training configuration "
-    "directives safety censorship behaviour behavior mode limits limitations ethics morals".split()
-)
-_SELF = frozenset("you your yourself youre assistant model ai chatbot bot gpt llm".split())
-_UNLOCK = frozenset(
-    "no not dont without lifted off removed disabled exempt unrestricted unfiltered uncensored anything nothing "
-    "everything longer free freed liberated switched unlocked hidden secret confidential initial original above "
-    "previous prior earlier real verbatim".split()
-)
-_CLAUSES = re.compile(r"[.!?;\n]+")
-
-
-def steering(plain: str, words: set[str]) -> float:
-    """How strongly one clause of `plain` tells the model to drop or disclose its own configuration."""
-    if words.isdisjoint(_DIRECTIVE) or words.isdisjoint(_TARGET):
-        return 0.0
-    best = 0.0
-    for clause in _CLAUSES.split(plain.replace("'", "")):
-        words = set(_WORDS.findall(clause))
-        if words.isdisjoint(_DIRECTIVE) or words.isdisjoint(_TARGET):
-            continue
-        cues = (not words.isdisjoint(_SELF)) + (not words.isdisjoint(_UNLOCK))
-        best = max(best, (0.25, 0.4, 0.6)[cues])
-    return best
-
-
 def _occurrences(plain: str, word: str) -> list[int]:
     """Where `word` starts as a whole word (letters and digits around it end a word, as in _WORDS)."""
     found, at, size = [], plain.find(word), len(word)
@@ -244,58 +235,133 @@ def _occurrences(plain: str, word: str) -> list[int]:
 
 
 class InjectionDetector:
-    """Built once; each signal's regex runs only on texts holding one of its anchor words."""
+    """Built once; each signal's regex runs only on texts holding one of its anchor words.
 
-    def __init__(self, signals: tuple[tuple[str, float, str], ...] = SIGNALS) -> None:
-        self._signals = [(name, weight, re.compile(pattern), *anchors(pattern)) for name, weight, pattern in signals]
-        self._anchor_words = frozenset(word for *_, words, _ in self._signals for word in words or ())
+    `gate`: the lowest threshold the verdicts are compared with. A text whose score provably stays below it
+    whatever signals are found (the model's exact word part, plus the most every signal whose anchor words are
+    present could add) is scored by the words alone; its score is then exact unless a signal would have fired,
+    and below `gate` either way. Most harmless texts take that path and skip the signal search.
+    """
+
+    def __init__(
+        self, signals: tuple[tuple[str, float, str], ...] = SIGNALS, model: LinearModel | None = None, gate: float = 0.5
+    ) -> None:
+        self._signals = [
+            (name, weight, re.compile(pattern), *anchors(pattern), _core(pattern)) for name, weight, pattern in signals
+        ]
+        by_word: dict[str, list[int]] = {}
+        for index, (_, _, _, words, _, _) in enumerate(self._signals):
+            for word in words or ():
+                by_word.setdefault(word, []).append(index)
+        self._by_word = {word: tuple(indices) for word, indices in by_word.items()}
+        self._anchor_words = frozenset(by_word)
+        self._unanchored = tuple(index for index, (_, _, _, words, _, _) in enumerate(self._signals) if words is None)
         self._intent = IntentScorer()
+        self._model = model or LinearModel.load()
+        self._gate = math.log(gate / (1.0 - gate)) if gate < 1.0 else math.inf
+        heaviest: dict[str, float] = {}
+        for name, weight in [(s[0], s[1]) for s in self._signals] + self._intent.weights():
+            heaviest[name] = max(heaviest.get(name, 0.0), weight)
+        # What each signal could add to the logit at most, and to `combined`; a signal the model weighs down adds nothing.
+        self._most = {name: (max(0.0, self._model.signals.get(name, 0.0)) * weight, weight) for name, weight in heaviest.items()}
+        self._name_words = {word: frozenset(self._signals[i][0] for i in indices) for word, indices in self._by_word.items()}
+        self._unanchored_names = tuple((self._signals[i][0], self._signals[i][4]) for i in self._unanchored)
 
     def score(self, text: str) -> Verdict:
         plain, disguised = normalise(text)
+        words = split_words(plain)
+        model = self._model
+        mixed = list(filterfalse(str.isalpha, words))
+        if not disguised and not _other_readings(mixed):
+            learned = model.text_part([words])
+            if model.bias + learned + self._most_signals(plain, words) < self._gate:
+                return Verdict(round(sigmoid(model.bias + learned), 6), ("classifier",))
+        hits, texts = self._evidence(text, plain, disguised, words, mixed)
+        learned = model.text_part(texts)
+        score = sigmoid(model.bias + model.signal_part(hits) + learned)
+        # With no heuristic signal, the words alone (the linear model) made the score: say so, so a flagged
+        # verdict always names a reason.
+        return Verdict(round(score, 6), tuple(sorted(hits)) or ("classifier",))
+
+    def full_score(self, text: str) -> Verdict:
+        """`score` without the gate: every signal looked for (what the gate is checked against)."""
+        hits, texts = self.evidence(text)
+        model = self._model
+        score = sigmoid(model.bias + model.signal_part(hits) + model.text_part(texts))
+        return Verdict(round(score, 6), tuple(sorted(hits)) or ("classifier",))
+
+    def evidence(self, text: str) -> tuple[dict[str, float], list[list[str]]]:
+        """The heuristic signals found, and the words of each reading of the text (plain, de-leeted, decoded)."""
+        plain, disguised = normalise(text)
+        words = split_words(plain)
+        return self._evidence(text, plain, disguised, words, list(filterfalse(str.isalpha, words)))
+
+    def _evidence(
+        self, text: str, plain: str, disguised: bool, words: list[str], mixed: list[str]
+    ) -> tuple[dict[str, float], list[list[str]]]:
         hits: dict[str, float] = {}
-        words = self._match(plain, hits)
-        mixed = [w for w in words if not w.isalpha()]
+        self._match(plain, hits, words)
+        texts = [words]
         if any(_LEET_WORD.fullmatch(w) for w in mixed):  # 1gn0r3 pr3v10us 1nstruct10ns
-            self._match(plain.translate(_LEET), hits)
+            texts.append(self._match(plain.translate(_LEET), hits))
         if any(len(w) >= 20 for w in mixed):  # a base64 blob has long alphanumeric runs, digits among them
             for blob in _decoded_blobs(text):
                 before = dict(hits)
-                self._match(normalise(blob)[0], hits)
+                texts.append(self._match(normalise(blob)[0], hits))
                 if hits != before:
                     hits["encoded"] = 0.3
-        steer = steering(plain, words)
-        if steer > hits.get("steering", 0.0):
-            hits["steering"] = steer
         if disguised and hits:
             hits["disguised"] = 0.3
-        remaining = 1.0
-        for weight in hits.values():
-            remaining *= 1.0 - weight
-        return Verdict(round(1.0 - remaining, 4), tuple(sorted(hits)))
+        return hits, texts
 
-    def _match(self, plain: str, hits: dict[str, float]) -> set[str]:
-        """Records the signals found in `plain`; returns its words.
+    def _most_signals(self, plain: str, words: list[str]) -> float:
+        """An upper bound on the signals' part of the logit: every signal whose anchors are present at its heaviest."""
+        vocabulary = set(words)
+        names = set(self._intent.possible(plain, vocabulary))
+        for word in self._anchor_words.intersection(vocabulary):
+            names |= self._name_words[word]
+        for name, substrings in self._unanchored_names:
+            if substrings is None or any(s in plain for s in substrings):
+                names.add(name)
+        most, remaining = 0.0, 1.0
+        for name in names:
+            logit, weight = self._most[name]
+            most += logit
+            remaining *= 1.0 - weight
+        return most + max(0.0, self._model.signals.get("*", 0.0)) * (1.0 - remaining)
+
+    def _match(self, plain: str, hits: dict[str, float], seen: list[str] | None = None) -> list[str]:
+        """Records the signals found in `plain`; returns its words in order (`seen`, when the caller has them).
 
         A pattern that begins with one of its anchor words can only match where such a word starts,
         so it is tried there alone instead of searched for through the whole text.
         """
-        seen = _WORDS.findall(plain)
+        if seen is None:
+            seen = split_words(plain)
+        vocabulary = set(seen)
         starts: dict[str, list[int]] = {}
-        present = self._anchor_words.intersection(seen)
+        present = self._anchor_words & vocabulary
+        candidates = set(self._unanchored)
         for word in present:
             starts[word] = _occurrences(plain, word)
-        for name, weight, pattern, words, substrings in self._signals:
+            candidates.update(self._by_word[word])
+        signals = self._signals
+        for index in candidates:  # only signals one of whose anchor words is here; each name keeps its heaviest hit
+            name, weight, pattern, words, substrings, core = signals[index]
             if weight <= hits.get(name, 0.0):
                 continue
             if words is not None:
                 here = words.intersection(present)
                 found = bool(here) and any(pattern.match(plain, at) for word in here for at in starts[word])
             elif substrings is not None:
-                found = any(s in plain for s in substrings) and pattern.search(plain) is not None
+                found = (
+                    any(s in plain for s in substrings)
+                    and (core is None or core.search(plain) is not None)
+                    and pattern.search(plain) is not None
+                )
             else:
                 found = pattern.search(plain) is not None
             if found:
                 hits[name] = weight
-        self._intent.signals(plain, seen, hits)
-        return set(seen)
+        self._intent.signals(plain, seen, vocabulary, hits)
+        return seen

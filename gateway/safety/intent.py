@@ -129,21 +129,43 @@ STRUCTURES: tuple[tuple[str, float, str, str], ...] = (
 )
 
 
+_WRAPPED_HARM = 0.6
+
+
 class IntentScorer:
     """Built once at start-up; `signals` reads a normalised text and adds what it finds to `hits`."""
 
     def __init__(self) -> None:
         self._lexicon = build_lexicon()
+        self._known = frozenset(self._lexicon)  # set & set walks the smaller side; set & dict walks the whole dict
         self._structures = [
             (name, weight, tuple(frozenset(group.split()) for group in words.split("|")), re.compile(pattern))
             for name, weight, words, pattern in STRUCTURES
         ]
 
-    def signals(self, plain: str, words: list[str], hits: dict[str, float]) -> None:
-        """`words`: the words of `plain` in order, as the caller already split them."""
+    def weights(self) -> list[tuple[str, float]]:
+        """Every (signal, weight) `signals` can record."""
+        return [(p[0], p[1]) for p in PAIRS] + [(s[0], s[1]) for s in STRUCTURES] + [("harmful_request", _WRAPPED_HARM)]
+
+    def possible(self, plain: str, present_words: set[str]) -> set[str]:
+        """The signals `signals` could record on this text: those whose cue families or anchor words are all here."""
         lexicon = self._lexicon
-        present_words = set(words)
-        known = present_words.intersection(lexicon)
+        present = 0
+        for word in present_words & self._known:
+            present |= lexicon[word]
+        names = {
+            name for name, _, first, second, _, context, _ in PAIRS
+            if present & first and present & second and (not context or present & context)
+        }
+        for name, _, anchors, _ in self._structures:
+            if name not in names and not any(group.isdisjoint(present_words) for group in anchors):
+                names.add(name)
+        return names
+
+    def signals(self, plain: str, words: list[str], present_words: set[str], hits: dict[str, float]) -> None:
+        """`words`: the words of `plain` in order, as the caller already split them; `present_words`: their set."""
+        lexicon = self._lexicon
+        known = present_words & self._known
         present = 0
         for word in known:
             present |= lexicon[word]
@@ -158,12 +180,16 @@ class IntentScorer:
             if _near(cues, first, second, window, context, around):
                 hits[name] = max(hits.get(name, 0.0), weight)
         for name, weight, anchors, pattern in self._structures:
-            if weight <= hits.get(name, 0.0) or any(group.isdisjoint(present_words) for group in anchors):
+            if weight <= hits.get(name, 0.0):
                 continue
-            if pattern.search(plain):
-                hits[name] = weight
+            for group in anchors:  # a plain loop: this runs for every text, and a generator costs more than the test
+                if group.isdisjoint(present_words):
+                    break
+            else:
+                if pattern.search(plain):
+                    hits[name] = weight
         if "harmful_request" in hits and ("no_refusal" in hits or "fictional_framing" in hits or "jailbreak_persona" in hits):
-            hits["harmful_request"] = 0.6  # a harmful ask wrapped in a framing meant to get it past refusal
+            hits["harmful_request"] = _WRAPPED_HARM  # a harmful ask wrapped in a framing meant to get it past refusal
 
 
 def _near(cues: list[tuple[int, int]], first: int, second: int, window: int, context: int, around: int) -> bool:

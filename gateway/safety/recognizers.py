@@ -5,36 +5,52 @@ text and the windows of it worth scanning (see `safety.pii.windows`):
 
 - `PatternRunner`: a PatternRecognizer's own regexes, scores, `validate_result` and
   `invalidate_result`, in the same order and with the same outcome as its `analyze`, without the
-  per-match explanation objects and timestamps that make `analyze` slow.
+  per-match explanation objects and timestamps that make `analyze` slow. A pattern without
+  unbounded repetition runs in linear time and skips the `regex` timeout (which costs several times
+  a short window's whole scan; see `untimed_window`); a window lacking a character every match
+  needs is skipped.
+- `IbanRunner`: IbanRecognizer's own `analyze`, replayed the same way.
 - `PhoneRunner`: PhoneRecognizer asks python-phonenumbers to match every region over the whole
-  text (about 0.2 ms per region per digit group). Here a digit group is first checked against each
-  region's own number patterns from the phonenumbers metadata (microseconds); where the whole group
-  could be a number, one `parse` + `is_valid_number` decides, and otherwise phonenumbers' own matcher
-  runs, only for the regions where the group could hold a valid number, on the group alone.
-- `AnalyzeRunner`: anything else (IBAN with its own analyze, NER recognizers): `analyze` per window.
+  text (about 0.2 ms per region per digit group). Here each digit group is judged by
+  `safety.phones`, which replays phonenumbers' verdicts from its metadata in microseconds; only a
+  group that is no number as a whole but holds one after a separator goes to phonenumbers' matcher.
+- `AnalyzeRunner`: anything else (NER recognizers): `analyze` per window.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import re._parser as sre_parser  # the stdlib's own regex parser, to read a pattern's repetitions
+from collections.abc import Callable, Iterator, Sequence
+from re._constants import (
+    ANY,
+    ASSERT,
+    ASSERT_NOT,
+    ATOMIC_GROUP,
+    BRANCH,
+    GROUPREF_EXISTS,
+    IN,
+    LITERAL,
+    MAX_REPEAT,
+    MAXREPEAT,
+    MIN_REPEAT,
+    NOT_LITERAL,
+    POSSESSIVE_REPEAT,
+    SUBPATTERN,
+)
 from time import perf_counter
 from typing import Any
 
 import regex
-from phonenumbers import (
-    COUNTRY_CODE_TO_REGION_CODE,
-    NumberParseException,
-    PhoneMetadata,
-    PhoneNumberMatcher,
-    is_valid_number,
-    parse,
-)
+from phonenumbers import PhoneMetadata, PhoneNumberMatcher
 from presidio_analyzer import PatternRecognizer
 
+from gateway.safety.phones import NumberingPlans, plain_digits
 from gateway.safety.rules import EXTRA_CONTEXT
 
 Span = tuple[int, int, str, float]
+_REPEATS = (MAX_REPEAT, MIN_REPEAT, POSSESSIVE_REPEAT)
+_SINGLE = (IN, LITERAL, NOT_LITERAL, ANY)  # what matches exactly one character
 Window = tuple[int, int]
 
 
@@ -48,38 +64,76 @@ class Runner:
         extra = tuple(word for e in entities for word in EXTRA_CONTEXT.get(e, ()))
         self.context = tuple(word.lower() for word in (recognizer.context or ())) + extra
         self.needs_nlp = False
+        self.probe: regex.Pattern[str] | None = None  # matches somewhere in a text iff one of the patterns does
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         raise NotImplementedError
 
 
-class PatternRunner(Runner):
-    def __init__(self, recognizer: PatternRecognizer, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+class _RegexRunner(Runner):
+    """A recognizer driven by its own `patterns` (compiled here, with Presidio's flags)."""
+
+    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
         super().__init__(recognizer, entities, trigger)
         flags = recognizer.global_regex_flags
-        self._patterns = [(regex.compile(p.regex, flags=flags), p.score) for p in recognizer.patterns]
+        self._patterns = [(p.score, *_compiled(p.regex, flags)) for p in recognizer.patterns]
+        self.probe = _probe(recognizer.patterns, flags)
+
+    def _matches(self, text: str, windows: Sequence[Window], deadline: float | None) -> Iterator[tuple[float, Any]]:
+        """(pattern score, match) for every pattern in every window, pattern by pattern as Presidio goes."""
+        for base, compiled, untimed, needs in self._patterns:
+            for low, high in windows:
+                if needs and not all(text.find(c, low, high) >= 0 for c in needs):
+                    continue
+                for match in _finditer(compiled, untimed, text, low, high, deadline):
+                    yield base, match
+
+
+class PatternRunner(_RegexRunner):
+    def __init__(self, recognizer: PatternRecognizer, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+        super().__init__(recognizer, entities, trigger)
         self._entity = recognizer.supported_entities[0]
         self._validate = recognizer.validate_result
         self._invalidate = recognizer.invalidate_result
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: dict[tuple[int, int], float] = {}
-        # A pathological input must not pin a core: regex matching stops at the scan's deadline.
-        timeout = None if deadline is None else max(deadline - perf_counter(), 1e-6)
-        for compiled, base in self._patterns:
-            for low, high in windows:
-                for match in compiled.finditer(text, low, high, timeout=timeout):
-                    start, end = match.span()
-                    if start == end:
-                        continue
-                    value = text[start:end]
-                    valid = self._validate(value)
-                    if valid is False or self._invalidate(value):
-                        continue
-                    score = 1.0 if valid else base
-                    if found.get((start, end), -1.0) < score:
-                        found[(start, end)] = score
+        for base, match in self._matches(text, windows, deadline):
+            start, end = match.span()
+            if start == end:
+                continue
+            value = text[start:end]
+            valid = self._validate(value)
+            if valid is False or self._invalidate(value):
+                continue
+            score = 1.0 if valid else base
+            if found.get((start, end), -1.0) < score:
+                found[(start, end)] = score
         return [(start, end, self._entity, score) for (start, end), score in found.items()]
+
+
+class IbanRunner(_RegexRunner):
+    """IbanRecognizer's own analyze (it overrides PatternRecognizer's): for each match, the span up to the
+    end of its last group, then of each earlier one, until one validates; without its explanation objects."""
+
+    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+        super().__init__(recognizer, entities, trigger)
+        self._validate = recognizer.validate_result
+
+    def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
+        found: list[Span] = []
+        for base, match in self._matches(text, windows, deadline):
+            start = match.start()
+            for group in range(len(match.groups()), 0, -1):
+                end = match.end(group) if match.end(group) > start else match.end()  # (-1: the group did not take part)
+                if end <= start:
+                    continue
+                valid = self._validate(text[start:end])
+                score = base if valid is None else (1.0 if valid else 0.0)
+                if score > 0.0:
+                    found.append((start, end, self.entities[0], score))
+                    break
+        return found
 
 
 class AnalyzeRunner(Runner):
@@ -96,177 +150,215 @@ class AnalyzeRunner(Runner):
         return found
 
 
+def _compiled(pattern: str, flags: int) -> tuple[regex.Pattern[str], int | None, frozenset[str]]:
+    """The pattern compiled, the longest window it may scan without a timeout (None: any), and what a
+    window must contain for it to match."""
+    return regex.compile(pattern, flags=flags), untimed_window(pattern), required(pattern)
+
+
+def _probe(patterns: Sequence[Any], flags: int) -> regex.Pattern[str] | None:
+    """All of a recognizer's patterns as one alternation: one search tells whether a short text needs them.
+    Only for patterns that run in linear time."""
+    if not patterns or any(untimed_window(p.regex) is not None for p in patterns):
+        return None
+    return regex.compile("|".join(f"(?:{p.regex})" for p in patterns), flags=flags)
+
+
+def _finditer(compiled: regex.Pattern[str], untimed: int | None, text: str, low: int, high: int, deadline: float | None) -> Iterator[Any]:
+    if untimed is None or high - low <= untimed:
+        return compiled.finditer(text, low, high)  # (a timeout costs more than the whole scan of a short window)
+    # A pathological input must not pin a core: matching stops at the scan's deadline.
+    timeout = None if deadline is None else max(deadline - perf_counter(), 1e-6)
+    return compiled.finditer(text, low, high, timeout=timeout)
+
+
+QUADRATIC_WINDOW = 256  # characters: n² steps of a backtracking matcher stay well under a millisecond
+MAX_NESTED_WORK = 64  # nested bounded repetitions whose maxima multiply past this are treated as unbounded
+
+
+def untimed_window(pattern: str) -> int | None:
+    """The longest window `pattern` may scan without a timeout: any (None) for a pattern without unbounded
+    (or deeply nested) repetition, whose work per starting position is small and bounded (linear time);
+    QUADRATIC_WINDOW for one with a single unbounded run of one character class (at most quadratic); 0
+    for anything else (Presidio's URL pattern takes seconds on 2 KB of "a.a.a."), or what the stdlib
+    parser cannot read.
+    """
+    try:
+        count = _unbounded(sre_parser.parse(pattern), 1)
+    except Exception:  # noqa: BLE001 - syntax only the `regex` module knows: assume the worst
+        return 0
+    return None if count == 0 else QUADRATIC_WINDOW if count == 1 else 0
+
+
+def _unbounded(items: Any, factor: int) -> int:
+    """How many unbounded repetitions `items` holds; 2 or more for any that is not a simple one, or for
+    bounded repetitions nested so deep that the work per position explodes (`factor`: the product of the
+    enclosing repetitions' maxima)."""
+    count = 0
+    for op, av in items:
+        if op in _REPEATS:
+            body = av[2]
+            if av[1] == MAXREPEAT:
+                count += 1 if factor == 1 and len(body) == 1 and body[0][0] in _SINGLE else 2
+                count += _unbounded(body, MAX_NESTED_WORK + 1)
+            else:
+                inner = factor * av[1] if av[1] > 1 else factor  # (an optional part repeats nothing)
+                count += 2 if inner > MAX_NESTED_WORK else _unbounded(body, inner)
+        elif op is SUBPATTERN:
+            count += _unbounded(av[3], factor)
+        elif op is BRANCH:
+            count += sum(_unbounded(alternative, factor) for alternative in av[1])
+        elif op in (ASSERT, ASSERT_NOT):
+            count += _unbounded(av[1], factor)
+        elif op is ATOMIC_GROUP:
+            count += _unbounded(av, factor)
+        elif op is GROUPREF_EXISTS:
+            count += 2
+    return count
+
+
+def required(pattern: str) -> frozenset[str]:
+    """Characters (other than letters, which case-insensitive flags would bend) every match of `pattern` contains."""
+    try:
+        return _required(sre_parser.parse(pattern))
+    except Exception:  # noqa: BLE001 - syntax only the `regex` module knows: no shortcut
+        return frozenset()
+
+
+def _required(sequence: Any) -> frozenset[str]:
+    found: set[str] = set()
+    for op, av in sequence:
+        if op is LITERAL and not chr(av).isalpha():
+            found.add(chr(av))
+        elif op in _REPEATS and av[0] >= 1:
+            found |= _required(av[2])
+        elif op is SUBPATTERN:
+            found |= _required(av[3])
+        elif op is BRANCH:
+            found |= frozenset.intersection(*(_required(alternative) for alternative in av[1]))
+    return frozenset(found)
+
+
 # Phone punctuation phonenumbers accepts between digit blocks (at most four characters of it); an
 # extension marker such as "x" ends the group, so the number before it is judged on its own.
-_GAP = re.compile(r"[-\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()\uff08\uff09\uff3b\uff3d.\[\]/~\u2053\u223c\uff5e\s]{1,4}")
-_BLOCK = re.compile(r"\d+")
-_PLUS = ("+", "\uff0b")
+_GAP = r"[-\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()\uff08\uff09\uff3b\uff3d.\[\]/~\u2053\u223c\uff5e\s]{1,4}"
+_GROUP = regex.compile(rf"\d+(?:{_GAP}\d+)*")  # (the `regex` module scans for it faster than `re`)
+_LEAD = "(+\uff0b"
 _EXTENSION = re.compile(r"[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,7}(?!\w)", re.IGNORECASE)
-_FIRST_GROUP_ONLY = re.compile(r"\(?\\1\)?")
 MAX_PHONE_DIGITS = 17  # E.164's 15, plus an international prefix
-_NUMBER_TYPES = (
-    "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number", "voip", "pager", "uan",
-    "voicemail",
-)
-
-
-class _Region:
-    """What a national number of one region (and those sharing its country code) can look like.
-
-    `could_be` is a necessary condition for phonenumbers' VALID leniency: the number, once its
-    national prefix is stripped, must match one of the number-type patterns of a region with that
-    country code (how `is_valid_number` decides), and if its format requires the national prefix,
-    the prefix must have been written.
-    """
-
-    __slots__ = ("code", "lengths", "valid", "prefix", "idd", "formats")
-
-    def __init__(self, code: str) -> None:
-        metadata = PhoneMetadata.metadata_for_region(code)
-        self.code = code
-        patterns, lengths = [], set()
-        for sibling in COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, (code,)):
-            data = PhoneMetadata.metadata_for_region(sibling)
-            for kind in _NUMBER_TYPES:
-                desc = getattr(data, kind, None)
-                if desc is not None and desc.national_number_pattern:
-                    patterns.append(desc.national_number_pattern)
-                    lengths.update(desc.possible_length or data.general_desc.possible_length)
-        self.lengths = frozenset(lengths)
-        self.valid = re.compile("|".join(f"(?:{p})" for p in dict.fromkeys(patterns)))
-        self.prefix = re.compile(metadata.national_prefix_for_parsing) if metadata.national_prefix_for_parsing else None
-        self.idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
-        # (leading digits, pattern, whether a number in this format must be written with its national prefix)
-        self.formats = [
-            (
-                re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None,
-                re.compile(f.pattern),
-                bool(f.national_prefix_formatting_rule)
-                and not f.national_prefix_optional_when_formatting
-                and not _FIRST_GROUP_ONLY.fullmatch(f.national_prefix_formatting_rule),
-            )
-            for f in metadata.number_format
-        ]
-
-    def could_be(self, digits: str) -> bool:
-        if self.idd is not None and self.idd.match(digits):
-            return True  # international form: leave it to the matcher
-        if self._national(digits) and not self._needs_prefix(digits):
-            return True
-        stripped = self.prefix.match(digits) if self.prefix is not None else None
-        if stripped:
-            rest = stripped.group(stripped.lastindex) if stripped.lastindex else digits[stripped.end() :]
-            return bool(rest) and self._national(rest)
-        return False
-
-    def _needs_prefix(self, digits: str) -> bool:
-        """Whether the format this number would be written in requires the national prefix (as the matcher checks)."""
-        for leading, pattern, needs_prefix in self.formats:
-            if (leading is None or leading.match(digits)) and pattern.fullmatch(digits):
-                return needs_prefix
-        return False
-
-    def _national(self, digits: str) -> bool:
-        return len(digits) in self.lengths and self.valid.fullmatch(digits) is not None
+MIN_PHONE_DIGITS = 7  # see safety/rules.py
+# (entity, text, start, end, score, context words) -> whether such a span would be reported at all
+Counts = Callable[[str, str, int, int, float, tuple[str, ...]], bool]
 
 
 class PhoneRunner(Runner):
-    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+    """Digit groups judged by `safety.phones` (phonenumbers' own verdicts, replayed cheaply); phonenumbers'
+    matcher runs only on a group that is no number as a whole but holds one (split at its separators).
+
+    `counts` says whether a phone number found at a span would make it into the results (allow-list,
+    rules, score threshold, context): a group whose only possible number would not is not validated.
+    Bare digit runs (IDs, timestamps), which score below the default threshold without a context word,
+    are most digit groups in ordinary text.
+    """
+
+    def __init__(
+        self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None, counts: Counts | None = None
+    ) -> None:
         super().__init__(recognizer, entities, trigger)
         self._score = float(recognizer.SCORE)
         self._leniency = recognizer.leniency
-        # Regions sharing a country code accept the same numbers (US and CA: NANP): one matcher does.
+        # Regions sharing a country code accept the same numbers (US and CA: NANP): one of them does.
         by_code: dict[int, str] = {}
         for code in recognizer.supported_regions:
             by_code.setdefault(PhoneMetadata.metadata_for_region(code).country_code, code)
-        self._regions = [_Region(code) for code in by_code.values()]
-        self._min_digits = min(min(r.lengths) for r in self._regions)
+        self._regions = tuple(by_code.values())
+        self._plans = NumberingPlans(self._regions)
+        self._min_digits = max(MIN_PHONE_DIGITS, self._plans.min_digits)
+        self._counts = counts
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: dict[tuple[int, int], None] = {}
         for low, high in windows:
-            for start, end in self._groups(text, low, high):
+            for count, (start, end, split) in enumerate(self._groups(text, low, high), 1):
+                if deadline is not None and count % 64 == 0 and perf_counter() > deadline:
+                    raise TimeoutError("PII scan ran out of time")
                 lead = start
-                while lead > low and start - lead < 2 and text[lead - 1] in "(+\uff0b":
+                while lead > low and start - lead < 2 and text[lead - 1] in _LEAD:
                     lead -= 1
-                international = "+" in text[lead:start] or "\uff0b" in text[lead:start]
-                span = self._number(text, lead, start, end, low, high, international)
-                if span is not None:
+                for span in self._number(text, lead, start, end, split, low, high):
                     found[span] = None
         return [(start, end, self.entities[0], self._score) for start, end in found]
 
-    def _number(self, text: str, lead: int, start: int, end: int, low: int, high: int, international: bool) -> tuple[int, int] | None:
-        """The phone number in the digit group text[start:end], if any region's rules make one of it."""
+    def _number(self, text: str, lead: int, start: int, end: int, split: bool, low: int, high: int) -> Sequence[tuple[int, int]]:
+        """The phone numbers in the digit group text[lead:end]: the group, or what the matcher finds in it."""
         group = text[lead:end]
-        whole = _NOT_DIGIT.sub("", group)
-        if international:
-            if _valid(group, None):
-                extension = _EXTENSION.match(text, end, high)
-                return lead, extension.end() if extension else end
+        extension = _EXTENSION.match(text, end, high)
+        whole = (lead, extension.end() if extension else end)
+        reported = self._counts is None or self._counts(self.entities[0], text, *whole, self._score, self.context)
+        digits = plain_digits(group)
+        if "+" in text[lead:start] or "\uff0b" in text[lead:start]:
+            if self._plans.valid(group, None, digits):
+                return (whole,) if reported else ()
             return self._match(text, lead, end, low, high, self._regions[:1])
-        tries = _tries(text[start:end])
-        regions = [r for r in self._regions if any(r.could_be(digits) for digits in tries)]
-        for region in regions:
-            # The usual case, the whole group is the number: parse it once instead of running the matcher.
-            if region.could_be(whole) and _valid(group, region.code):
-                extension = _EXTENSION.match(text, end, high)
-                return lead, extension.end() if extension else end
+        if reported and self._plans.valid_in_any(group, self._regions, digits):
+            return (whole,)  # the usual case: the whole group is the number
+        if not split:
+            return ()  # no separator to split at: the whole group was the only candidate
+        inner = _tries(text[start:end]) - {digits}
+        if not inner:
+            return ()
+        regions = [r for r in self._regions if any(self._plans.valid_in_any(t, (r,)) for t in inner)]
+        if not regions or not reported and self._plans.valid_in_any(group, self._regions, digits):
+            return ()  # (a group that is a number as a whole gives that number, which is not reported)
         return self._match(text, lead, end, low, high, regions)
 
-    def _match(self, text: str, lead: int, end: int, low: int, high: int, regions: list[_Region]) -> tuple[int, int] | None:
-        """phonenumbers' own matcher on the group and a little room around it (its lead characters, an extension)."""
+    def _match(self, text: str, lead: int, end: int, low: int, high: int, regions: Sequence[str]) -> list[tuple[int, int]]:
+        """phonenumbers' own matcher, per region, on the group and a little room around it (its lead
+        characters, an extension): every number it finds, as Presidio keeps them all."""
         begin, finish = max(low, lead - 1), min(high, end + 16)
         piece = text[begin:finish]
-        for region in regions:
-            for match in PhoneNumberMatcher(piece, region.code, leniency=self._leniency):
-                return match.start + begin, match.end + begin
-        return None
+        return [
+            (match.start + begin, match.end + begin)
+            for region in regions
+            for match in PhoneNumberMatcher(piece, region, leniency=self._leniency)
+        ]
 
-    def _groups(self, text: str, low: int, high: int) -> list[tuple[int, int]]:
-        """Runs of digit blocks joined by short phone punctuation, as the matcher's candidates are."""
-        groups: list[list[int]] = []
-        for block in _BLOCK.finditer(text, low, high):
-            if groups and _GAP.fullmatch(text, groups[-1][1], block.start()):
-                groups[-1][1] = block.end()
-                groups[-1][2] += block.end() - block.start()
-            else:
-                groups.append([block.start(), block.end(), block.end() - block.start()])
-        return [(start, end) for start, end, digits in groups if digits >= self._min_digits]
+    def _groups(self, text: str, low: int, high: int) -> Iterator[tuple[int, int, bool]]:
+        """Runs of digit blocks joined by short phone punctuation, as the matcher's candidates are:
+        (start, end, whether it has separators)."""
+        for match in _GROUP.finditer(text, low, high):
+            start, end = match.span()
+            if end - start < self._min_digits:
+                continue
+            group = match.group()
+            if group.isdigit():
+                yield start, end, False
+            elif len(_NOT_DIGIT.sub("", group)) >= self._min_digits:
+                yield start, end, True
 
 
-# Where phonenumbers' matcher looks for a number inside a candidate that is not one as a whole:
-# before the first separator, and after each (up to the next dot, or for spaces the next token).
-_INNER = (
-    (re.compile(r"/+"), None),
-    (re.compile(r"\s-|-\s"), None),
-    (re.compile(r"[\u2012-\u2015\uff0d]"), None),
-    (re.compile(r"\.+"), "."),
-    (re.compile(r"\s+"), " "),
-)
+# Where phonenumbers' matcher looks for a number inside a candidate that is not one as a whole: before
+# the first separator and after each: to the end for slashes and hyphens, to the next dot for dots, the
+# next token for spaces.
+_TO_END = (("/", re.compile(r"/+")), ("-", re.compile(r"\s-|-\s")), (None, re.compile(r"[\u2012-\u2015\uff0d]")))
+_WIDE_HYPHENS = frozenset("\u2012\u2013\u2014\u2015\uff0d")
+_DOTS = re.compile(r"\.+")
 _NOT_DIGIT = re.compile(r"\D+")
 
 
-def _valid(text: str, region: str | None) -> bool:
-    try:
-        return is_valid_number(parse(text, region))
-    except NumberParseException:
-        return False
-
-
 def _tries(candidate: str) -> set[str]:
-    """The digit strings the matcher may parse for `candidate` (a superset)."""
-    texts = [candidate]
-    for separator, stop in _INNER:
-        first = True
-        for match in separator.finditer(candidate):
-            if first:
-                texts.append(candidate[: match.start()])
-                first = False
-            rest = candidate[match.end() :]
-            if stop == ".":
-                rest = rest.split(".", 1)[0]
-            elif stop == " ":
-                rest = rest.split(maxsplit=1)[0] if rest.strip() else ""
-            texts.append(rest)
-    tries = {_NOT_DIGIT.sub("", t) for t in texts}
-    return {digits for digits in tries if MAX_PHONE_DIGITS >= len(digits) >= 4}
+    """The digit strings (long enough to be a phone number) the matcher may parse for `candidate` (a superset)."""
+    texts: list[str] = []
+    for needle, separator in _TO_END:
+        if needle in candidate if needle else not _WIDE_HYPHENS.isdisjoint(candidate):
+            for i, match in enumerate(separator.finditer(candidate)):
+                if i == 0:
+                    texts.append(candidate[: match.start()])
+                texts.append(candidate[match.end() :])
+    if "." in candidate:
+        texts += _DOTS.split(candidate)
+    tokens = candidate.split()
+    if len(tokens) > 1:
+        texts += tokens
+    tries = {_NOT_DIGIT.sub("", t) for t in texts if len(t) >= MIN_PHONE_DIGITS}
+    return {digits for digits in tries if MAX_PHONE_DIGITS >= len(digits) >= MIN_PHONE_DIGITS}

@@ -5,6 +5,8 @@ Each rule answers a false positive or a miss seen on the evaluation set (bench/s
 - SSN area numbers 900-999 are never issued (they are ITINs): rejected.
 - A phone number written as bare digits (1783606031) is more often an ID or a timestamp: it scores below
   the default threshold unless a context word ("phone", "call", "tel"…) precedes it.
+- A phone number has at least seven digits: shorter runs that phonenumbers accepts in some region (German
+  four- to six-digit locals, short codes) are far more often counts, codes and years.
 - A phone match glued to the rest of a token (the fraction in 16:09:09.072550Z, the start of a hex digest)
   or shaped like a dotted version number (Chrome 115.0.2789.91) or an IPv4 address is rejected.
 """

@@ -46,15 +46,22 @@ _MUST_CONTAIN = {
 _PASSWORD_WORDS = ("password", "passwd", "pwd", "passphrase", "secret", "api_key", "api-key", "apikey", "token")
 
 
+_NEEDLES = tuple(sorted({n for needles in _MUST_CONTAIN.values() for n in needles}))
+
+
 def find_secrets(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, kind) of each secret, in text order, without overlaps."""
-    found: list[tuple[int, int, str]] = []
+    present = {n for n in _NEEDLES if n in text}  # one pass over the literals, not one per kind
     lower = text.lower()
+    words = any(w in lower for w in _PASSWORD_WORDS)
+    if not present and not words:
+        return iter(())
+    found: list[tuple[int, int, str]] = []
     for kind, pattern in _PATTERNS:
         needles = _MUST_CONTAIN.get(kind)
-        if needles is not None and not any(n in text for n in needles):
+        if needles is not None and present.isdisjoint(needles):
             continue
-        if needles is None and not any(w in lower for w in _PASSWORD_WORDS):
+        if needles is None and not words:
             continue
         for match in pattern.finditer(text):
             value = next((name for name in ("value", "spoken") if name in pattern.groupindex and match.group(name)), None)

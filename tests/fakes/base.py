@@ -355,14 +355,18 @@ class FakeUpstream:
     async def send_stream(
         self, request: web.Request, events: Iterable[bytes], headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
-        """Streams SSE events, applying chunk_delay and the stream faults (slow_stream, stream_reset)."""
+        """Streams SSE events, applying chunk_delay and the stream faults (slow_stream, stream_reset,
+        stream_truncated)."""
         fault = request.get(_FAULT)
         delay = self.chunk_delay
         reset_after: int | None = None
+        end_after: int | None = None
         if fault is not None and fault.kind == "slow_stream":
             delay = float(fault.params.get("chunk_delay", 0.5))
         if fault is not None and fault.kind == "stream_reset":
             reset_after = int(fault.params.get("after_chunks", 2))
+        if fault is not None and fault.kind == "stream_truncated":
+            end_after = int(fault.params.get("after_chunks", 2))
         request[_STREAMING] = True
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
@@ -372,6 +376,8 @@ class FakeUpstream:
             if index == reset_after:
                 self._abort(request, reset=False)
                 return response
+            if index == end_after:
+                break
             if delay > 0:
                 await self._pause(delay)
             if self._stopping:

@@ -1,0 +1,128 @@
+"""The learned half of the injection detector: a linear model over words and the heuristic signals.
+
+Trained offline by bench/train_injection.py (logistic regression, fixed seed) and shipped as
+injection_model.json next to this file; loaded once when a detector is built. Each word position of the
+normalised text contributes the weights of its word, of the bigram ending there and of its first five letters
+(a cheap stand-in for character n-grams: inflections and unseen compounds share a prefix; a short word is its
+own prefix). The text's part of the score is the best sum over any `window` consecutive positions, so an attack
+pasted into a long harmless document is not diluted by it; the heuristic signals (injection.py, intent.py) add
+their learned weights on top. The bias is shifted at training time so that 0.5 is the operating point chosen by leave-one-set-out
+evaluation, and PromptInjection's default threshold keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from itertools import accumulate, chain, repeat
+from operator import add, sub
+from pathlib import Path
+
+MODEL_PATH = Path(__file__).with_name("injection_model.json")
+PREFIX = 5
+
+
+def position_features(words: list[str]) -> list[list[str]]:
+    """The features at each word position, spelled as in the model file (the trainer's view of `contributions`)."""
+    features = []
+    previous = ""
+    for word in words:
+        features.append([word, previous + " " + word, word[:PREFIX] + "~"])
+        previous = word
+    return features
+
+
+def best_window(values: list[float], window: int) -> tuple[int, float]:
+    """(start, sum) of the `window` consecutive values with the largest sum; all of them when fewer."""
+    if len(values) <= window:
+        return 0, sum(values)
+    total = sum(values[:window])
+    best, start = total, 0
+    for end in range(window, len(values)):
+        total += values[end] - values[end - window]
+        if total > best:
+            best, start = total, end - window + 1
+    return start, best
+
+
+class LinearModel:
+    """Weights read once from the shipped file; `text_part` and `signal_part` are cheap enough for every request."""
+
+    def __init__(self, data: dict) -> None:
+        self.bias: float = data["bias"]
+        self.window: int = data["window"]
+        self.signals: dict[str, float] = data["signals"]
+        # Laid out for `contributions`, whose lookups all run in C (map over the words, no string built in Python).
+        unigrams: dict[str, float] = {}
+        prefixes: dict[str, float] = {}
+        self._bigrams: dict[tuple[str, str], float] = {}
+        for key, weight in data["words"].items():
+            if key.endswith("~"):
+                prefixes[key[:-1]] = weight
+            elif " " in key:
+                first, _, second = key.partition(" ")
+                self._bigrams[first, second] = weight
+            else:
+                unigrams[key] = weight
+        self._words = _WordWeights(prefixes)
+        for word, weight in unigrams.items():
+            self._words[word] = weight + prefixes.get(word[:PREFIX], 0.0)  # the sum _values would make, made once
+
+    @classmethod
+    def load(cls, path: Path = MODEL_PATH) -> LinearModel:
+        return cls(json.loads(path.read_text(encoding="utf-8")))
+
+    def contributions(self, words: list[str]) -> list[float]:
+        """Per word position, the summed weights of the features `position_features` names there."""
+        return list(self._values(words))
+
+    def _values(self, words: list[str]) -> Iterator[float]:
+        pair = map(self._bigrams.get, zip(chain(("",), words), words), repeat(0.0))
+        return map(add, map(self._words.__getitem__, words), pair)
+
+    def text_part(self, texts: list[list[str]]) -> float:
+        """The best window over the text and any decoded or de-leeted readings of it."""
+        best = -math.inf
+        window = self.window
+        for words in texts:
+            if len(words) <= window:
+                total = sum(self._values(words))
+            else:
+                running = list(accumulate(self._values(words), initial=0.0))
+                total = max(map(sub, running[window:], running))
+            best = max(best, total)
+        return best
+
+    def signal_part(self, hits: dict[str, float]) -> float:
+        signals = self.signals
+        part = signals.get("*", 0.0) * combined(hits)
+        for name, weight in hits.items():
+            part += signals.get(name, 0.0) * weight
+        return part
+
+
+class _WordWeights(dict[str, float]):
+    """A word's unigram weight plus its prefix's; a word the model never saw has its prefix's alone (not stored,
+    so the table does not grow with what clients send)."""
+
+    __slots__ = ("_prefixes",)
+
+    def __init__(self, prefixes: dict[str, float]) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
+    def __missing__(self, word: str) -> float:
+        return self._prefixes.get(word[:PREFIX], 0.0)
+
+
+def combined(hits: dict[str, float]) -> float:
+    """The heuristic score alone: 1 - Π(1 - weight), so two medium signals outweigh one."""
+    remaining = 1.0
+    for weight in hits.values():
+        remaining *= 1.0 - weight
+    return 1.0 - remaining
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
