@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 CONFIG ?=
 
-.PHONY: run test test-fast fuzz bench bench-report soak faults redis-server prometheus lock audit clean
+.PHONY: bench-tools run test fuzz bench bench-report soak faults redis-server prometheus lock audit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ redis-server:
 prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 
-test: $(VENV)/.dev redis-server prometheus
+# tests/test_bench_smoke.py runs the benchmark harness briefly: wrk loads, nginx is its mock upstream.
+bench-tools:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk nginx-light)
+
+test: $(VENV)/.dev redis-server prometheus bench-tools
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
 
 # The fuzz tests at length: thousands of random examples each instead of `make test`'s few repeatable ones.
