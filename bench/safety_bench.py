@@ -7,7 +7,7 @@ user prompt (bench/safety_post.lua) that differs on every request, so every requ
 (the worst case: in a chat, earlier turns come from the cache). Measured back to back: (b) passthrough,
 (c) the gateway without safety, (s) the gateway with `safety: {pii: redact (six entities), abuse:
 {prompt_injection: flag, secrets: redact}}`, and (s-cached) the same with a repeated prompt. Goal for (s):
-at least 0.40 × (b).
+at least 0.40 × (b). `--without-injection` turns the injection detector off, to see what the rest costs.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--without-injection", action="store_true",
+                        help="prompt_injection off: what the rest of the safety step costs, the detector aside")
     args = parser.parse_args()
+    policy = SAFETY.replace("prompt_injection: flag", 'prompt_injection: "off"') if args.without_injection else SAFETY
     tools = ensure_tools()
     server_core, load_core = pick_cores()
     os.sched_setaffinity(0, {load_core})
@@ -73,7 +76,7 @@ def main() -> int:
         servers = {
             "passthrough": [str(BENCH_DIR / "passthrough.py"), "--upstream", f"http://127.0.0.1:{nginx_port}"],
             "gateway": ["-m", "gateway", "serve", "--config", str(gateway_config(workdir, nginx_port, key, None))],
-            "gateway+safety": ["-m", "gateway", "serve", "--config", str(gateway_config(workdir, nginx_port, key, SAFETY))],
+            "gateway+safety": ["-m", "gateway", "serve", "--config", str(gateway_config(workdir, nginx_port, key, policy))],
         }
         for name, argv in servers.items():
             port = free_port()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -234,7 +236,8 @@ def test_a_paraphrase_no_signal_knows_is_flagged_by_the_model_and_named(detector
     ],
 )
 def test_a_phrase_signal_no_longer_flags_a_harmless_request_alone(detector, benign):
-    verdict = detector.score(benign)
+    verdict = detector.full_score(benign)  # score() may not look for a signal that cannot reach the threshold
+    assert detector.score(benign).score < 0.5
     assert verdict.signals != ("classifier",), "a heuristic signal fired"
     assert verdict.score < 0.5, "and the model outweighed it"
 
@@ -254,6 +257,17 @@ def test_an_attack_pasted_into_a_long_document_is_not_diluted(detector):
     assert detector.score(document[:cut] + attack + document[cut:]).score >= 0.5
 
 
+def test_material_pasted_to_work_on_counts_against_an_attack_but_does_not_hide_one(detector):
+    """A request about pasted material ("here's the email: ...") is counter-evidence: the imperatives that follow
+    are quoted, not addressed to the model. An attack inside such material is still caught by its own words."""
+    request = "Here's the reply our support agent wrote. Make it friendlier and shorter: "
+    letter = "'Dear customer, please reset your password from the account page and contact us if it fails.'"
+    harmless, hits = request + letter, detector.evidence(request + letter)[0]
+    assert "pasted" in hits and LinearModel.load().signals["pasted"] < 0
+    assert detector.score(harmless).score < 0.5
+    assert detector.score(request + "'Dear customer, " + ATTACK + "'").score >= 0.5
+
+
 def test_the_runtime_model_reads_the_features_the_trainer_wrote():
     """bench/train_injection.py names features with position_features; LinearModel looks them up its own way."""
     weights = json.loads(MODEL_PATH.read_text(encoding="utf-8"))["words"]
@@ -262,3 +276,31 @@ def test_the_runtime_model_reads_the_features_the_trainer_wrote():
         for words in detector.evidence(text)[1]:
             expected = [sum(weights.get(feature, 0.0) for feature in here) for here in position_features(words)]
             assert model.contributions(words) == pytest.approx(expected)
+
+
+def test_the_gate_never_changes_a_verdict():
+    """score() skips the signal search when the model's word part plus the most every possible signal could add
+    stays below the gate; full_score() always searches. On every prompt of the evaluation sets they agree
+    exactly, or both stay below the gate (0.5, the default threshold) with no signal named by score()."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from safety_data import typical_prompts
+    from safety_heldout_v5 import HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN
+    from safety_heldout_v6 import HELD_OUT_V6_ATTACKS, HELD_OUT_V6_BENIGN
+    from safety_prompts import (
+        FINAL_ATTACKS, FINAL_BENIGN, FRESH_ATTACKS, FRESH_BENIGN, HELD_OUT_ATTACKS, HELD_OUT_BENIGN,
+        HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN, injection_sets,
+    )
+    from safety_training import training_sets
+
+    texts = [*typical_prompts(count=100), *HELD_OUT_V5_ATTACKS, *HELD_OUT_V5_BENIGN, *HELD_OUT_V6_ATTACKS, *HELD_OUT_V6_BENIGN]
+    for group in (injection_sets(), (HELD_OUT_ATTACKS, HELD_OUT_BENIGN), (FRESH_ATTACKS, FRESH_BENIGN),
+                  (FINAL_ATTACKS, FINAL_BENIGN), (HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN), *training_sets().values()):
+        texts += [*group[0], *group[1]]
+    detector = InjectionDetector()
+    gated = 0
+    for text in texts:
+        fast, full = detector.score(text), detector.full_score(text)
+        if fast != full:
+            gated += 1
+            assert fast.signals == ("classifier",) and fast.score < 0.5 and full.score < 0.5, text[:80]
+    assert gated, "some verdict took the gate (else this test shows nothing)"

@@ -12,6 +12,7 @@ event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -47,6 +48,10 @@ class TextReport:
     pii: tuple[Any, ...]  # safety.pii.Finding
     injection: Verdict | None  # None: not scored, the text came from a non-user message
     secrets: tuple[tuple[int, int, str], ...]
+    entities: frozenset[str] = frozenset()  # the PII entity types in `pii`
+
+
+_CLEAN = TextReport((), _NOTHING, ())
 
 
 class Screening:
@@ -58,7 +63,11 @@ class Screening:
         self._engine = engine
         self._slots = slots
         self._reports = reports
-        self.pii_entities = frozenset(f.entity for r in reports for f in r.pii)
+        entities: frozenset[str] = frozenset()
+        for report in reports:
+            if report.entities:
+                entities = entities | report.entities if entities else report.entities
+        self.pii_entities = entities
         self.flags: frozenset[str] = frozenset()
         self.restorer: Restorer | None = None
 
@@ -90,6 +99,7 @@ class SafetyEngine:
         self._scanner = None
         self._transformer = None
         self._pseudonyms: Any = None  # transform.Pseudonyms, imported with Presidio only for a PII policy
+        self._numbers = False  # whether an entity is pseudonymized (numbered placeholders, restored in replies)
         if self.pii is not None:
             from gateway.safety.pii import PiiScanner  # Presidio loads only when a policy asks for PII detection
             from gateway.safety.transform import Pseudonyms, Transformer
@@ -99,8 +109,12 @@ class SafetyEngine:
             self._scanner = PiiScanner(self.pii.entities, self.pii.score_threshold, self.pii.allow, self.pii.ner_model)
             key = self.pii.hash_key.encode() if self.pii.hash_key else os.urandom(32)
             self._transformer = Transformer({e: self.pii.action_for(e) for e in self.pii.entities}, key)
+            self._numbers = any(self.pii.action_for(e) == "pseudonymize" for e in self.pii.entities)
+            # What a set of found entity types means on a route that gets redacted text: the types set to block,
+            # and the events to record. Few distinct sets occur: remembered, not worked out per request.
+            self._pii_outcome = functools.lru_cache(maxsize=256)(self._outcome)
         self._injection = self.abuse.injection()
-        self._detector = InjectionDetector() if self._injection.action != "off" else None
+        self._detector = InjectionDetector(gate=self._injection.threshold) if self._injection.action != "off" else None
         self.redacts_secrets = self.abuse.secrets == "redact"
         terms = self.abuse.banned_terms
         self._banned = re.compile(r"\b(?:" + "|".join(re.escape(t.lower()) for t in terms.terms) + r")\b") if terms else None
@@ -111,7 +125,7 @@ class SafetyEngine:
         """Scans the request; raises GatewayError (403) when a detector set to `block` fires."""
         if not self.active:
             return NO_SCREENING
-        slots = list(text_slots(body))
+        slots = text_slots(body)
         if self._behaviour is not None:
             await self._check_behaviour(key_id, slots, exchange)
         reports = await self._reports(slots, exchange)
@@ -134,38 +148,40 @@ class SafetyEngine:
         for `switchyard policy test` and `explain`."""
         if not self.active:
             return frozenset(), frozenset()
-        slots = list(text_slots(body))
+        slots = text_slots(body)
         reports = self._scan_all([(slot.text, slot.from_user) for slot in slots])
         return frozenset(f.entity for r in reports for f in r.pii), frozenset(kind for kind, _, _ in self._abuse(slots, reports))
 
     # ----- scanning ---------------------------------------------------------------------------------
 
     async def _reports(self, slots: list[Slot], exchange: Exchange) -> list[TextReport]:
+        cache = self._cache
         keys = [hashlib.blake2b(s.text.encode("utf-8", "surrogatepass"), digest_size=16).digest() for s in slots]
         reports: list[TextReport | None] = []
         missing: dict[bytes, tuple[str, bool]] = {}  # text, and whether it needs an injection score
         for key, slot in zip(keys, slots):
-            report = self._cache.get(key)
+            report = cache.get(key)
             if report is not None and (report.injection is not None or not slot.from_user):
-                self._cache.move_to_end(key)
+                cache.move_to_end(key)
             else:
                 report = None
                 missing[key] = (slot.text, slot.from_user or missing.get(key, ("", False))[1])
             reports.append(report)
-        if missing:
-            jobs = list(missing.values())
-            try:
-                if sum(len(text) for text, _ in jobs) > OFFLOAD_CHARS:
-                    fresh = await asyncio.to_thread(self._scan_all, jobs)
-                else:
-                    fresh = self._scan_all(jobs)
-            except Exception as exc:  # noqa: BLE001 - a detector failing must not take the gateway down
-                return self._scan_failed(exc, slots, exchange)
-            for key, report in zip(missing, fresh):
-                self._cache[key] = report
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-        return [r if r is not None else self._cache[k] for r, k in zip(reports, keys)]
+        if not missing:
+            return reports  # type: ignore[return-value]  # (all found)
+        jobs = list(missing.values())
+        try:
+            if sum(len(text) for text, _ in jobs) > OFFLOAD_CHARS:
+                fresh = await asyncio.to_thread(self._scan_all, jobs)
+            else:
+                fresh = self._scan_all(jobs)
+        except Exception as exc:  # noqa: BLE001 - a detector failing must not take the gateway down
+            return self._scan_failed(exc, slots, exchange)
+        scanned = dict(zip(missing, fresh))
+        cache.update(scanned)
+        while len(cache) > CACHE_ENTRIES:
+            cache.popitem(last=False)
+        return [r if r is not None else scanned[k] for r, k in zip(reports, keys)]
 
     def _scan_all(self, jobs: list[tuple[str, bool]]) -> list[TextReport]:
         return [self._scan(text, from_user) for text, from_user in jobs]
@@ -179,7 +195,9 @@ class SafetyEngine:
         else:
             injection = self._detector.score(text) if from_user else None
         secrets = tuple(find_secrets(text)) if self.abuse.secrets != "off" else ()
-        return TextReport(pii, injection, secrets)
+        if not pii and not secrets and injection is _NOTHING:
+            return _CLEAN
+        return TextReport(pii, injection, secrets, frozenset(f.entity for f in pii))
 
     def _scan_failed(self, exc: Exception, slots: list[Slot], exchange: Exchange) -> list[TextReport]:
         log.error("safety scan failed: %s", type(exc).__name__)  # the text itself is never logged
@@ -187,17 +205,18 @@ class SafetyEngine:
             exchange.safety_events += (("pii", "error"),)
             raise GatewayError(503, "The safety check could not run, so the request was not sent.", code="safety_unavailable")
         exchange.safety_events += (("pii", "error"),)
-        return [TextReport((), _NOTHING, ()) for _ in slots]
+        return [_CLEAN for _ in slots]
 
     # ----- abuse --------------------------------------------------------------------------------------
 
     def _abuse(self, slots: list[Slot], reports: list[TextReport]) -> list[tuple[str, str, str]]:
         """(kind, action, message for a refusal) per detector that fired."""
         found: list[tuple[str, str, str]] = []
-        user = [(s, r) for s, r in zip(slots, reports) if s.from_user]
         if self._detector is not None:
             threshold = self._injection.threshold
-            verdicts = [r.injection for _, r in user if r.injection is not None and r.injection.score >= threshold]
+            verdicts = [
+                r.injection for s, r in zip(slots, reports) if s.from_user and r.injection is not None and r.injection.score >= threshold
+            ]
             if verdicts:
                 signals = ", ".join(sorted({name for v in verdicts for name in v.signals}))
                 found.append(("prompt_injection", self._injection.action,
@@ -206,7 +225,7 @@ class SafetyEngine:
             kinds = ", ".join(sorted({kind for r in reports for _, _, kind in r.secrets}))
             found.append(("secret", self.abuse.secrets, f"The request contains credentials ({kinds})."))
         terms = self.abuse.banned_terms
-        if terms is not None and self._banned is not None and any(self._banned.search(s.text.lower()) for s, _ in user):
+        if terms is not None and self._banned is not None and any(self._banned.search(s.text.lower()) for s in slots if s.from_user):
             found.append(("banned_term", terms.action, "The request contains a term this service does not accept."))
         return found
 
@@ -230,21 +249,22 @@ class SafetyEngine:
         self, body: dict[str, Any], slots: Sequence[Slot], reports: Sequence[TextReport], keep_pii: bool,
         screening: Screening, exchange: Exchange,
     ) -> dict[str, Any]:
-        pii_applies = bool(screening.pii_entities) and not keep_pii and self.pii is not None
+        entities = screening.pii_entities
+        pii_applies = bool(entities) and not keep_pii and self.pii is not None
         if pii_applies:
-            assert self.pii is not None
-            blocked = sorted(e for e in screening.pii_entities if self.pii.action_for(e) == "block")
+            blocked, events = self._pii_outcome(entities)
             if blocked:
                 exchange.safety_events += (("pii", "block"),)
                 raise GatewayError(403, "The request contains personal data this route may not receive: " + ", ".join(blocked) + ".",
                                    code="pii_detected")
-            exchange.safety_events += tuple(("pii", a) for a in sorted({self.pii.action_for(e) for e in screening.pii_entities}))
-        elif screening.pii_entities:
+            exchange.safety_events += events
+        elif entities:
             exchange.safety_events += (("pii", "kept"),)
-        pseudonyms = self._pseudonyms() if pii_applies else None
+        pseudonyms = self._pseudonyms() if pii_applies and self._numbers else None
+        redacts_secrets = self.redacts_secrets
         changes: dict[Path, str] = {}
         for slot, report in zip(slots, reports):
-            secrets = report.secrets if self.redacts_secrets else ()
+            secrets = report.secrets if redacts_secrets else ()
             findings = report.pii if pii_applies else ()
             if secrets or findings:
                 text = self._rewrite(slot.text, findings, secrets, pseudonyms)
@@ -254,13 +274,21 @@ class SafetyEngine:
             screening.restorer = Restorer(pseudonyms.values)
         return replaced(body, changes) if changes else body
 
+    def _outcome(self, entities: frozenset[str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+        assert self.pii is not None
+        actions = {e: self.pii.action_for(e) for e in entities}
+        return tuple(sorted(e for e, a in actions.items() if a == "block")), tuple(("pii", a) for a in sorted(set(actions.values())))
+
     def _rewrite(self, text: str, findings: Sequence[Any], secrets: Sequence[tuple[int, int, str]], pseudonyms: Any) -> str:
         if secrets:
             # A secret wins over any PII finding overlapping it; secrets become <SECRET> first.
             findings = [f for f in findings if all(f.end <= s or f.start >= e for s, e, _ in secrets)]
         assert self._transformer is not None or not findings
         out, position = [], 0
-        spans = sorted([(f.start, f.end, f) for f in findings] + [(s, e, None) for s, e, _ in secrets], key=lambda x: x[0])
+        if not secrets:
+            spans: Sequence[tuple[int, int, Any]] = [(f.start, f.end, f) for f in findings]  # (in text order already)
+        else:
+            spans = sorted([(f.start, f.end, f) for f in findings] + [(s, e, None) for s, e, _ in secrets], key=lambda x: x[0])
         for start, end, finding in spans:
             out.append(text[position:start])
             if finding is None:

@@ -130,6 +130,7 @@ STRUCTURES: tuple[tuple[str, float, str, str], ...] = (
 
 
 _WRAPPED_HARM = 0.6
+GROUP_SHIFT = 20  # the cue families take the bits below
 
 
 class IntentScorer:
@@ -142,23 +143,41 @@ class IntentScorer:
             (name, weight, tuple(frozenset(group.split()) for group in words.split("|")), re.compile(pattern))
             for name, weight, words, pattern in STRUCTURES
         ]
+        # For `possible`: one bit per anchor group of a structure; a structure needs all of its groups' bits.
+        self._group_bits: dict[str, int] = {}
+        self._needs: list[tuple[str, int]] = []
+        bit = 1
+        for name, _, groups, _ in self._structures:
+            needed = 0
+            for group in groups:
+                for word in group:
+                    self._group_bits[word] = self._group_bits.get(word, 0) | bit
+                needed |= bit
+                bit <<= 1
+            self._needs.append((name, needed))
 
     def weights(self) -> list[tuple[str, float]]:
         """Every (signal, weight) `signals` can record."""
         return [(p[0], p[1]) for p in PAIRS] + [(s[0], s[1]) for s in STRUCTURES] + [("harmful_request", _WRAPPED_HARM)]
 
-    def possible(self, plain: str, present_words: set[str]) -> set[str]:
-        """The signals `signals` could record on this text: those whose cue families or anchor words are all here."""
-        lexicon = self._lexicon
-        present = 0
-        for word in present_words & self._known:
-            present |= lexicon[word]
-        names = {
-            name for name, _, first, second, _, context, _ in PAIRS
-            if present & first and present & second and (not context or present & context)
-        }
-        for name, _, anchors, _ in self._structures:
-            if name not in names and not any(group.isdisjoint(present_words) for group in anchors):
+    def cues(self) -> dict[str, int]:
+        """Each word that can matter here, as the bits `possible` reads: its cue families, and (from bit
+        GROUP_SHIFT on) the anchor groups of the structures it belongs to."""
+        table = dict(self._lexicon)
+        for word, groups in self._group_bits.items():
+            table[word] = table.get(word, 0) | groups << GROUP_SHIFT
+        return table
+
+    def possible(self, cues: int) -> set[str]:
+        """The signals `signals` could record on a text whose words' `cues` OR together to `cues`: those whose
+        families or anchor groups are all there."""
+        names = set()
+        for name, _, first, second, _, context, _ in PAIRS:
+            if cues & first and cues & second and (not context or cues & context):
+                names.add(name)
+        groups = cues >> GROUP_SHIFT
+        for name, needed in self._needs:
+            if groups & needed == needed:
                 names.add(name)
         return names
 

@@ -116,11 +116,20 @@ class _WordWeights(dict[str, float]):
         return self._prefixes.get(word[:PREFIX], 0.0)
 
 
+# Signals that speak against an attack (talk about attacks, material pasted to work on): their learned weights decide, and they stay
+# out of `combined`, which sums up the evidence for one. An override in another script stays out too: such a text
+# has no words the model knows, so its own weight must carry it, and with it in `combined` training would inflate
+# that sum's weight for every English text instead.
+COUNTER_SIGNALS = frozenset({"discussion", "pasted"})
+UNCOMBINED = COUNTER_SIGNALS | {"foreign_override"}
+
+
 def combined(hits: dict[str, float]) -> float:
     """The heuristic score alone: 1 - Π(1 - weight), so two medium signals outweigh one."""
     remaining = 1.0
-    for weight in hits.values():
-        remaining *= 1.0 - weight
+    for name, weight in hits.items():
+        if name not in UNCOMBINED:
+            remaining *= 1.0 - weight
     return 1.0 - remaining
 
 

@@ -8,7 +8,9 @@ checksums and validators decide exactly as they would on the full text (safety/r
 Switchyard is deliberately stricter or broader). A text of a few KB is scanned whole by a recognizer
 whose patterns run in linear time, when one of them occurs at all: cheaper than finding windows.
 Context words (Presidio's `context`) raise a score the
-way its context enhancer does, looking at the five words before a match.
+way its context enhancer does, looking at the five words before a match. On ASCII text the digit
+patterns run as faster twins (safety/twin.py), and phone numbers, card numbers and SSNs are looked for
+only in a text with a run of seven digits and phone punctuation (recognizers.LONG_RUN): most prose has none.
 
 Presidio is imported here, so import this module only when a policy enables PII detection.
 """
@@ -28,7 +30,8 @@ from presidio_analyzer.nlp_engine import NlpEngine
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer, PhoneRecognizer
 
 from gateway.safety.rules import MASTERCARD_2_SERIES, adjusted_score, rejected
-from gateway.safety.recognizers import AnalyzeRunner, Counts, IbanRunner, PatternRunner, PhoneRunner, Runner
+from gateway.safety.recognizers import LONG_RUN, AnalyzeRunner, Counts, IbanRunner, PatternRunner, PhoneRunner, Runner
+from gateway.safety.twin import Twin
 from gateway.safety.schema import NER_ENTITIES
 
 # Presidio's context enhancer defaults: +0.35, at least 0.4, from the five words before the match.
@@ -76,13 +79,20 @@ class Finding:
 
 def _space_before(text: str, end: int) -> int:
     """Index of the last whitespace character before `end`, or -1."""
-    return max(text.rfind(" ", 0, end), text.rfind("\n", 0, end), text.rfind("\t", 0, end))
+    found = text.rfind(" ", 0, end)
+    for char in "\n\t":  # (each search stops at the nearest one found so far)
+        found = max(found, text.rfind(char, found + 1, end))
+    return found
 
 
 def _space_after(text: str, start: int) -> int:
     """Index of the first whitespace character at or after `start`, or len(text)."""
-    found = [i for i in (text.find(" ", start), text.find("\n", start), text.find("\t", start)) if i >= 0]
-    return min(found) if found else len(text)
+    found = len(text)
+    for char in " \n\t":
+        at = text.find(char, start, found)
+        if at >= 0:
+            found = at
+    return found
 
 
 def around(text: str, start: int, end: int) -> tuple[int, int]:
@@ -146,12 +156,20 @@ class PiiScanner:
         """Findings in `text`; raises TimeoutError when the scan runs past `deadline` (perf_counter)."""
         artifacts = self._nlp.process_text(text, "en") if self._nlp is not None else None
         whole = [(0, len(text))]
+        ascii = text.isascii()
         spans_by_trigger: dict[regex.Pattern[str] | None, list[tuple[int, int]]] = {None: whole}
         found = []
+        long_run: bool | None = None  # whether the text holds a LONG_RUN, once a runner asks
         for runner in self._runners:
             if deadline is not None and perf_counter() > deadline:
                 raise TimeoutError("PII scan ran out of time")
-            trigger, probe = runner.trigger, runner.probe
+            if runner.needs_long_run:
+                if long_run is None:
+                    long_run = (LONG_RUN.ascii if ascii else LONG_RUN.unicode).search(text) is not None
+                if not long_run:
+                    continue
+            trigger = None if runner.trigger is None else runner.trigger.ascii if ascii else runner.trigger.unicode
+            probe = None if runner.probe is None else runner.probe.ascii if ascii else runner.probe.unicode
             if probe is not None and len(text) <= PROBE_CHARS:
                 # Up to a few KB, a recognizer whose patterns all run in linear time scans the whole text
                 # (as stock Presidio does) if its trigger and then one of its patterns occur at all: that
@@ -202,7 +220,7 @@ def _build_runners(entities: Sequence[str], ner_model: str | None, counts: Count
             continue
         _offline(recognizer)
         triggers = {TRIGGERS.get(e) for e in covered}
-        trigger = regex.compile(triggers.pop()) if len(triggers) == 1 and None not in triggers else None
+        trigger = Twin(triggers.pop()) if len(triggers) == 1 and None not in triggers else None
         if any(e in NER_ENTITIES for e in covered):
             runners.append(AnalyzeRunner(recognizer, covered, None, needs_nlp=True))
         elif isinstance(recognizer, IbanRecognizer):

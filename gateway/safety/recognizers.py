@@ -47,6 +47,7 @@ from presidio_analyzer import PatternRecognizer
 
 from gateway.safety.phones import NumberingPlans, plain_digits
 from gateway.safety.rules import EXTRA_CONTEXT
+from gateway.safety.twin import Twin
 
 Span = tuple[int, int, str, float]
 _REPEATS = (MAX_REPEAT, MIN_REPEAT, POSSESSIVE_REPEAT)
@@ -57,14 +58,15 @@ Window = tuple[int, int]
 class Runner:
     """One recognizer: which entities, which trigger kind (`None`: the whole text), its context words."""
 
-    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+    def __init__(self, recognizer: Any, entities: list[str], trigger: Twin | None) -> None:
         self.recognizer = recognizer
         self.entities = entities
         self.trigger = trigger
         extra = tuple(word for e in entities for word in EXTRA_CONTEXT.get(e, ()))
         self.context = tuple(word.lower() for word in (recognizer.context or ())) + extra
         self.needs_nlp = False
-        self.probe: regex.Pattern[str] | None = None  # matches somewhere in a text iff one of the patterns does
+        self.needs_long_run = False  # finds nothing in a text without a LONG_RUN
+        self.probe: Twin | None = None  # matches somewhere in a text iff one of the patterns does
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         raise NotImplementedError
@@ -73,7 +75,7 @@ class Runner:
 class _RegexRunner(Runner):
     """A recognizer driven by its own `patterns` (compiled here, with Presidio's flags)."""
 
-    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+    def __init__(self, recognizer: Any, entities: list[str], trigger: Twin | None) -> None:
         super().__init__(recognizer, entities, trigger)
         flags = recognizer.global_regex_flags
         self._patterns = [(p.score, *_compiled(p.regex, flags)) for p in recognizer.patterns]
@@ -81,7 +83,9 @@ class _RegexRunner(Runner):
 
     def _matches(self, text: str, windows: Sequence[Window], deadline: float | None) -> Iterator[tuple[float, Any]]:
         """(pattern score, match) for every pattern in every window, pattern by pattern as Presidio goes."""
-        for base, compiled, untimed, needs in self._patterns:
+        ascii = text.isascii()
+        for base, twin, untimed, needs in self._patterns:
+            compiled = twin.ascii if ascii else twin.unicode
             for low, high in windows:
                 if needs and not all(text.find(c, low, high) >= 0 for c in needs):
                     continue
@@ -90,8 +94,9 @@ class _RegexRunner(Runner):
 
 
 class PatternRunner(_RegexRunner):
-    def __init__(self, recognizer: PatternRecognizer, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+    def __init__(self, recognizer: PatternRecognizer, entities: list[str], trigger: Twin | None) -> None:
         super().__init__(recognizer, entities, trigger)
+        self.needs_long_run = trigger is not None and set(entities) <= LONG_RUN_ENTITIES  # (their triggers are such runs)
         self._entity = recognizer.supported_entities[0]
         self._validate = recognizer.validate_result
         self._invalidate = recognizer.invalidate_result
@@ -116,7 +121,7 @@ class IbanRunner(_RegexRunner):
     """IbanRecognizer's own analyze (it overrides PatternRecognizer's): for each match, the span up to the
     end of its last group, then of each earlier one, until one validates; without its explanation objects."""
 
-    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None) -> None:
+    def __init__(self, recognizer: Any, entities: list[str], trigger: Twin | None) -> None:
         super().__init__(recognizer, entities, trigger)
         self._validate = recognizer.validate_result
 
@@ -137,7 +142,7 @@ class IbanRunner(_RegexRunner):
 
 
 class AnalyzeRunner(Runner):
-    def __init__(self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None, needs_nlp: bool = False) -> None:
+    def __init__(self, recognizer: Any, entities: list[str], trigger: Twin | None, needs_nlp: bool = False) -> None:
         super().__init__(recognizer, entities, trigger)
         self.needs_nlp = needs_nlp
 
@@ -150,18 +155,18 @@ class AnalyzeRunner(Runner):
         return found
 
 
-def _compiled(pattern: str, flags: int) -> tuple[regex.Pattern[str], int | None, frozenset[str]]:
+def _compiled(pattern: str, flags: int) -> tuple[Twin, int | None, frozenset[str]]:
     """The pattern compiled, the longest window it may scan without a timeout (None: any), and what a
     window must contain for it to match."""
-    return regex.compile(pattern, flags=flags), untimed_window(pattern), required(pattern)
+    return Twin(pattern, flags), untimed_window(pattern), required(pattern)
 
 
-def _probe(patterns: Sequence[Any], flags: int) -> regex.Pattern[str] | None:
+def _probe(patterns: Sequence[Any], flags: int) -> Twin | None:
     """All of a recognizer's patterns as one alternation: one search tells whether a short text needs them.
     Only for patterns that run in linear time."""
     if not patterns or any(untimed_window(p.regex) is not None for p in patterns):
         return None
-    return regex.compile("|".join(f"(?:{p.regex})" for p in patterns), flags=flags)
+    return Twin("|".join(f"(?:{p.regex})" for p in patterns), flags)
 
 
 def _finditer(compiled: regex.Pattern[str], untimed: int | None, text: str, low: int, high: int, deadline: float | None) -> Iterator[Any]:
@@ -241,10 +246,17 @@ def _required(sequence: Any) -> frozenset[str]:
 
 # Phone punctuation phonenumbers accepts between digit blocks (at most four characters of it); an
 # extension marker such as "x" ends the group, so the number before it is judged on its own.
-_GAP = r"[-\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()\uff08\uff09\uff3b\uff3d.\[\]/~\u2053\u223c\uff5e\s]{1,4}"
-_GROUP = regex.compile(rf"\d+(?:{_GAP}\d+)*")  # (the `regex` module scans for it faster than `re`)
+_GAP_CHAR = r"[-\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()\uff08\uff09\uff3b\uff3d.\[\]/~\u2053\u223c\uff5e\s]"
+_GAP = _GAP_CHAR + "{1,4}"
+_GROUP = Twin(rf"\d+(?:{_GAP}\d+)*")  # (the `regex` module scans for it faster than `re`)
+# Seven or more characters of digits and phone punctuation, from a digit to a digit: every phone candidate
+# (a digit group of MIN_PHONE_DIGITS or more), card number and SSN is one (see pii.TRIGGERS). Most prose
+# holds none, and one scan for it spares their three.
+LONG_RUN = Twin(rf"\d{_GAP_CHAR[:-1]}\d]{{5,}}\d")  # (the set: phone punctuation and digits)
+LONG_RUN_ENTITIES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN"})
 _LEAD = "(+\uff0b"
 _EXTENSION = re.compile(r"[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,7}(?!\w)", re.IGNORECASE)
+_EXTENSION_STARTS = (" ", "\t", "x", "X", "e", "E")  # what an extension's first character can be
 MAX_PHONE_DIGITS = 17  # E.164's 15, plus an international prefix
 MIN_PHONE_DIGITS = 7  # see safety/rules.py
 # (entity, text, start, end, score, context words) -> whether such a span would be reported at all
@@ -262,9 +274,10 @@ class PhoneRunner(Runner):
     """
 
     def __init__(
-        self, recognizer: Any, entities: list[str], trigger: regex.Pattern[str] | None, counts: Counts | None = None
+        self, recognizer: Any, entities: list[str], trigger: Twin | None, counts: Counts | None = None
     ) -> None:
         super().__init__(recognizer, entities, trigger)
+        self.needs_long_run = True  # (its candidates are digit groups of at least MIN_PHONE_DIGITS)
         self._score = float(recognizer.SCORE)
         self._leniency = recognizer.leniency
         # Regions sharing a country code accept the same numbers (US and CA: NANP): one of them does.
@@ -292,7 +305,7 @@ class PhoneRunner(Runner):
     def _number(self, text: str, lead: int, start: int, end: int, split: bool, low: int, high: int) -> Sequence[tuple[int, int]]:
         """The phone numbers in the digit group text[lead:end]: the group, or what the matcher finds in it."""
         group = text[lead:end]
-        extension = _EXTENSION.match(text, end, high)
+        extension = _EXTENSION.match(text, end, high) if text.startswith(_EXTENSION_STARTS, end) else None
         whole = (lead, extension.end() if extension else end)
         reported = self._counts is None or self._counts(self.entities[0], text, *whole, self._score, self.context)
         digits = plain_digits(group)
@@ -326,7 +339,7 @@ class PhoneRunner(Runner):
     def _groups(self, text: str, low: int, high: int) -> Iterator[tuple[int, int, bool]]:
         """Runs of digit blocks joined by short phone punctuation, as the matcher's candidates are:
         (start, end, whether it has separators)."""
-        for match in _GROUP.finditer(text, low, high):
+        for match in _GROUP.on(text).finditer(text, low, high):
             start, end = match.span()
             if end - start < self._min_digits:
                 continue

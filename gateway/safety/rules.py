@@ -38,7 +38,7 @@ def rejected(entity: str, text: str, start: int, end: int) -> bool:
         return len(digits) == 9 and digits[0] == "9"
     if entity == "PHONE_NUMBER":
         value = text[start:end]
-        if _VERSION.fullmatch(value) and (any(len(g) == 1 for g in value.split(".")) or _IPV4.fullmatch(value)):
+        if value.count(".") >= 2 and _VERSION.fullmatch(value) and (any(len(g) == 1 for g in value.split(".")) or _IPV4.fullmatch(value)):
             return True
         return _glued(text, start, end)
     return False

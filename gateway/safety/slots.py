@@ -8,7 +8,7 @@ untouched: retries and fallbacks all send the same redacted copy).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,37 +26,39 @@ class Slot:
     from_user: bool  # counts for abuse detection; PII is looked for in every slot
 
 
-def text_slots(body: Mapping[str, Any]) -> Iterator[Slot]:
+def text_slots(body: Mapping[str, Any]) -> list[Slot]:
+    found: list[Slot] = []
     messages = body.get("messages")
     if isinstance(messages, list):
         for i, message in enumerate(messages):
             if isinstance(message, dict):
-                yield from _message_slots(i, message)
+                _message_slots(i, message, found)
     for field in ("prompt", "input"):
         value = body.get(field)
         if isinstance(value, str):
-            yield Slot((field,), value, field == "prompt")
+            found.append(Slot((field,), value, field == "prompt"))
         elif isinstance(value, list):
             for j, item in enumerate(value):
                 if isinstance(item, str):
-                    yield Slot((field, j), item, field == "prompt")
+                    found.append(Slot((field, j), item, field == "prompt"))
+    return found
 
 
-def _message_slots(i: int, message: Mapping[str, Any]) -> Iterator[Slot]:
+def _message_slots(i: int, message: Mapping[str, Any], found: list[Slot]) -> None:
     from_user = message.get("role") in USER_ROLES
     content = message.get("content")
     if isinstance(content, str):
-        yield Slot(("messages", i, "content"), content, from_user)
+        found.append(Slot(("messages", i, "content"), content, from_user))
     elif isinstance(content, list):
         for j, part in enumerate(content):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
-                yield Slot(("messages", i, "content", j, "text"), part["text"], from_user)
+                found.append(Slot(("messages", i, "content", j, "text"), part["text"], from_user))
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for k, call in enumerate(calls):
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                yield Slot(("messages", i, "tool_calls", k, "function", "arguments"), function["arguments"], from_user)
+                found.append(Slot(("messages", i, "tool_calls", k, "function", "arguments"), function["arguments"], from_user))
 
 
 def replaced(body: dict[str, Any], changes: Mapping[Path, str]) -> dict[str, Any]:

@@ -74,7 +74,8 @@ class Transformer:
         out.append(text[position:])
         return "".join(out)
 
-    def replacement(self, entity: str, value: str, pseudonyms: Pseudonyms) -> str | None:
+    def replacement(self, entity: str, value: str, pseudonyms: Pseudonyms | None) -> str | None:
+        """What replaces `value`; `pseudonyms` may be None when no entity is pseudonymized."""
         action = self._actions[entity]
         if action == "redact":
             return f"<{entity}>"
@@ -84,5 +85,6 @@ class Transformer:
             digest = hmac.new(self._hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
             return f"<{entity}:{digest[:12]}>"
         if action == "pseudonymize":
+            assert pseudonyms is not None
             return pseudonyms.placeholder(entity, value)
         return None  # detect (and block, decided before any text is changed)
