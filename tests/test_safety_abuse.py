@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -292,7 +293,10 @@ def test_the_gate_never_changes_a_verdict():
     )
     from safety_training import training_sets
 
-    texts = [*typical_prompts(count=100), *HELD_OUT_V5_ATTACKS, *HELD_OUT_V5_BENIGN, *HELD_OUT_V6_ATTACKS, *HELD_OUT_V6_BENIGN]
+    from safety_heldout_v7 import HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN
+
+    texts = [*typical_prompts(count=100), *HELD_OUT_V5_ATTACKS, *HELD_OUT_V5_BENIGN, *HELD_OUT_V6_ATTACKS, *HELD_OUT_V6_BENIGN,
+             *HELD_OUT_V7_ATTACKS, *HELD_OUT_V7_BENIGN, *_bench_prompts(20)]
     for group in (injection_sets(), (HELD_OUT_ATTACKS, HELD_OUT_BENIGN), (FRESH_ATTACKS, FRESH_BENIGN),
                   (FINAL_ATTACKS, FINAL_BENIGN), (HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN), *training_sets().values()):
         texts += [*group[0], *group[1]]
@@ -304,3 +308,27 @@ def test_the_gate_never_changes_a_verdict():
             gated += 1
             assert fast.signals == ("classifier",) and fast.score < 0.5 and full.score < 0.5, text[:80]
     assert gated, "some verdict took the gate (else this test shows nothing)"
+
+
+def _bench_prompts(count: int) -> list[str]:
+    """The prompts bench/safety_post.lua sends: its business prose with a counter appended."""
+    script = (Path(__file__).resolve().parent.parent / "bench" / "safety_post.lua").read_text(encoding="utf-8")
+    block = script[script.index("local prose") : script.index("local counter")]
+    prose = "".join(re.findall(r'"([^"]*)"', block))
+    assert len(prose) > 500, "the benchmark prompt moved: update this reader"
+    return [f"{prose} Reference {n}." for n in range(1, count + 1)]
+
+
+def test_realistic_prose_skips_the_signal_search(monkeypatch):
+    """The benchmark's business prose: its anchor words make several signals possible, and ruling out the
+    heaviest of them one by one (branch and bound) settles it below the gate without the full search."""
+    detector = InjectionDetector()
+    expected = [detector.full_score(text) for text in _bench_prompts(5)]
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the full signal search ran")
+
+    monkeypatch.setattr(detector, "_match", no_search)
+    for text, full in zip(_bench_prompts(5), expected):
+        fast = detector.score(text)
+        assert fast.signals == ("classifier",) and fast.score < 0.5 and full.score < 0.5

@@ -11,7 +11,8 @@ alone; the phrases live in phrases.py, overrides in other languages and scripts 
 
 Most harmless texts skip the signal search: the model's word part is computed exactly first, and when even
 every signal whose anchor words are present, at its heaviest, could not lift the text to the gate (the
-default threshold), the signals are not looked for (see InjectionDetector).
+default threshold), the signals are not looked for; when they could, the heaviest are looked for one at a
+time until those left could not (see InjectionDetector).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import filterfalse
 
-from gateway.safety.intent import IntentScorer
+from gateway.safety.anchors import anchors, core
+from gateway.safety.intent import GROUP_SHIFT, IntentScorer
 from gateway.safety.languages import ASCII_VERBS, ASKS, LATIN_NOUNS, LATIN_VERBS, SCRIPT_NOUNS, SCRIPT_VERBS
 from gateway.safety.learned import COUNTER_SIGNALS, UNCOMBINED, LinearModel, sigmoid
 from gateway.safety.phrases import SIGNALS
@@ -44,6 +46,7 @@ FOREIGN = ("foreign_override", 0.85)
 # In the gate's cue table, signal names sit above the intent scorer's bits (families, then structure groups).
 _NAME_SHIFT = 64
 _INTENT_MASK = (1 << _NAME_SHIFT) - 1
+_FAMILY_MASK = (1 << GROUP_SHIFT) - 1  # below the intent scorer's structure groups
 
 
 def foreign_pattern() -> re.Pattern[str]:
@@ -69,7 +72,7 @@ def normalise(text: str) -> tuple[str, bool]:
     """Lower-case text with disguises removed, and whether any disguise was found."""
     if text.isascii():  # nothing to fold, strip or map: the common case, kept cheap
         lower = text.lower()
-        return (_SPACES.sub(" ", lower) if "  " in lower or "\n" in lower or "\t" in lower else lower), False
+        return (_collapse_spaces(lower) if "  " in lower or "\n" in lower or "\t" in lower else lower), False
     folded = unicodedata.normalize("NFKC", text)
     stripped = folded.translate(_ZERO_WIDTH)
     disguised = len(stripped) != len(folded) or _LATIN_AND_LOOKALIKE.search(stripped) is not None
@@ -77,77 +80,14 @@ def normalise(text: str) -> tuple[str, bool]:
     return _SPACES.sub(" ", plain), disguised
 
 
-# Substrings one of which must appear, for the patterns that do not start with a word.
-_SUBSTRING_ANCHORS = {
-    "\\[\\s*": ("[",),
-    "<!--": ("<!--",),
-    "(?:<": ("<|", "[inst", "[/inst", "<<sys", "<</sys"),
-    "(?:^": ("system", "admin", "developer", "root"),
-    "(?:[-": ("end of", "---"),
-    "!\\[": ("![",),
-}
-# What must then match too before the whole pattern is searched for: forged role lines start anywhere a
-# sentence does, so that search is slow, and the keyword-then-colon core rules most texts out first.
-_CORES = {"(?:^": r"(?:system|admin|developer|root)[\]*\s]*(?:message|prompt|override|instruction)?\s*:"}
+def _collapse_spaces(text: str) -> str:
+    """`_SPACES.sub(" ", text)` at a fraction of the cost: str.split breaks at the same whitespace as \\s."""
+    inner = " ".join(text.split())
+    if not inner:
+        return " " if text else ""
+    return (" " if text[0].isspace() else "") + inner + (" " if text[-1].isspace() else "")
 
 
-def anchors(pattern: str) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
-    """What must appear for `pattern` to match: whole words (the first word of each alternative of a
-    leading `\\b(?:a|b|…)` group, or its leading word), else substrings; (None, None): always run it."""
-    for start, substrings in _SUBSTRING_ANCHORS.items():
-        if pattern.startswith(start):
-            return None, substrings
-    if pattern.startswith("\\b") and not pattern.startswith("\\b(?:"):
-        word = _LEADING_WORD.match(pattern, 2)
-        return (frozenset([word.group()]), None) if word else (None, None)
-    if not pattern.startswith("\\b(?:"):
-        return None, None
-    depth, alternatives, current = 0, [], ""
-    for char in pattern[5:]:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            if depth == 0:
-                break
-            depth -= 1
-        if char == "|" and depth == 0:
-            alternatives.append(current)
-            current = ""
-        else:
-            current += char
-    alternatives.append(current)
-    words: set[str] = set()
-    for alternative in alternatives:
-        variants = _word_variants(alternative)
-        if variants is None:
-            return None, None
-        words.update(variants)
-    return frozenset(words), None
-
-
-def _core(pattern: str) -> re.Pattern[str] | None:
-    return next((re.compile(core) for start, core in _CORES.items() if pattern.startswith(start)), None)
-
-
-def _word_variants(alternative: str) -> list[str] | None:
-    """The whole words an alternative such as `ignore`, `points?`, `oublie[sz]?` or `begin(?:ning)?` can start with."""
-    word = _LEADING_WORD.match(alternative)
-    if word is None:
-        return None
-    head, rest = word.group(), alternative[word.end() :]
-    if not rest or rest[0] in " '\\":
-        return [head]
-    if rest[0] == "?":
-        return [head, head[:-1]]
-    optional = _OPTIONAL_TAIL.match(rest)
-    if optional:
-        tails = optional.group(1).split("|") if optional.group(1) else list(optional.group(2))
-        return [head] + [head + tail for tail in tails]
-    return None
-
-
-_LEADING_WORD = re.compile(r"[a-z0-9]+")
-_OPTIONAL_TAIL = re.compile(r"(?:\(\?:([a-z|]+)\)|\[([a-z]+)\])\?")
 _WORDS = re.compile(r"[a-z0-9]+")
 _LEET_WORD = re.compile(r"(?=[a-z0-9]*[a-z][a-z0-9]*[a-z])(?=[a-z0-9]*[013457])[a-z0-9]{4,}")
 
@@ -216,15 +156,16 @@ class InjectionDetector:
 
     `gate`: the lowest threshold the verdicts are compared with. A text whose score provably stays below it
     whatever signals are found (the model's exact word part, plus the most every signal whose anchor words are
-    present could add) is scored by the words alone; its score is then exact unless a signal would have fired,
-    and below `gate` either way. Most harmless texts take that path and skip the signal search.
+    present could add, less those already looked for one by one and found absent) is scored by the words alone;
+    its score is then exact unless a signal would have fired, and below `gate` either way. Most harmless texts
+    take that path and skip the full signal search.
     """
 
     def __init__(
         self, signals: tuple[tuple[str, float, str], ...] = SIGNALS, model: LinearModel | None = None, gate: float = 0.5
     ) -> None:
         self._signals = [
-            (name, weight, re.compile(pattern), *anchors(pattern), _core(pattern)) for name, weight, pattern in signals
+            (name, weight, re.compile(pattern), *anchors(pattern), core(pattern)) for name, weight, pattern in signals
         ]
         by_word: dict[str, list[int]] = {}
         for index, (_, _, _, words, _, _) in enumerate(self._signals):
@@ -243,10 +184,11 @@ class InjectionDetector:
         # For the gate, a bit per signal name: what it could add to the logit at most, and to `combined`
         # (a signal the model weighs down adds nothing); the names each anchor word or substring makes possible.
         self._bits = {name: 1 << i for i, name in enumerate(sorted(heaviest))}
-        self._most = [
-            (self._bits[name], max(0.0, self._model.signals.get(name, 0.0)) * weight, 1.0 if name in UNCOMBINED else 1.0 - weight)
-            for name, weight in sorted(heaviest.items())
-        ]
+        self._most = {
+            self._bits[name]: (max(0.0, self._model.signals.get(name, 0.0)) * weight, 1.0 if name in UNCOMBINED else 1.0 - weight)
+            for name, weight in heaviest.items()
+        }
+        self._star = max(0.0, self._model.signals.get("*", 0.0))
         # One table for the gate: each word's intent cues (intent.IntentScorer.cues) and, from bit _NAME_SHIFT on,
         # the signals it anchors; a foreign override verb in plain ASCII makes that signal possible.
         cues = self._intent.cues()
@@ -257,6 +199,17 @@ class InjectionDetector:
         for word in ASCII_VERBS:
             cues[word] = cues.get(word, 0) | self._bits[FOREIGN[0]] << _NAME_SHIFT
         self._cues = cues
+        # For the branch and bound: each name's phrase signals, and the names in the order they are looked for.
+        indices_of: dict[str, list[int]] = {}
+        for index, signal in enumerate(self._signals):
+            indices_of.setdefault(signal[0], []).append(index)
+        self._indices_of = {name: tuple(indices) for name, indices in indices_of.items()}
+
+        def most(name: str) -> float:
+            logit, keep = self._most[self._bits[name]]
+            return logit + self._star * (1.0 - keep)
+
+        self._heaviest_first = [(name, self._bits[name]) for name in sorted(heaviest, key=most, reverse=True)]
         self._cue_words = frozenset(cues)
         # Grouped by a leading punctuation mark, whose absence (one memchr) rules the whole group out.
         groups: dict[str, list[tuple[int, str]]] = {}
@@ -286,7 +239,7 @@ class InjectionDetector:
                 leet = plain.translate(_LEET)
                 readings.append((leet, split_words(leet)))
             learned = model.text_part([words for _, words in readings])
-            if not disguised and model.bias + learned + self._most_signals(readings) < self._gate - 1e-9:  # rounding
+            if not disguised and self._below_gate(model.bias + learned, readings):
                 return Verdict(round(sigmoid(model.bias + learned), 6), ("classifier",))
             hits = {}
             for reading, words in readings:  # in `_evidence`'s order, so the signal part sums alike
@@ -329,9 +282,29 @@ class InjectionDetector:
             hits["disguised"] = 0.3
         return hits, texts
 
-    def _most_signals(self, readings: list[tuple[str, list[str]]]) -> float:
-        """An upper bound on the signals' part of the logit: every signal whose anchors are present in some
-        reading of the text, at its heaviest."""
+    def _below_gate(self, base: float, readings: list[tuple[str, list[str]]]) -> bool:
+        """Whether the score provably stays below the gate whatever signals are found, `base` being the logit
+        without them. Branch and bound: the signals whose anchors are present bound what they could add; the
+        heaviest are then looked for one at a time, each found absent leaving the bound, until the bound falls
+        below the gate (no signal needed) or one is found (the full search decides)."""
+        gate = self._gate - 1e-9  # rounding
+        bits, families = self._possible(readings)
+        if base + self._most_signals(bits) < gate:
+            return True
+        views = [(plain, words, set(words), {}) for plain, words in readings]
+        for name, bit in self._heaviest_first:
+            if not bits & bit:
+                continue
+            if self._found(name, views, families):
+                return False
+            bits &= ~bit
+            if base + self._most_signals(bits) < gate:
+                return True
+        return False
+
+    def _possible(self, readings: list[tuple[str, list[str]]]) -> tuple[int, int]:
+        """The bits of the signals whose anchors are present in some reading of the text, and the intent cue
+        families of its words (intent.IntentScorer.found)."""
         cues = bits = 0
         table = self._cues
         for plain, words in readings:
@@ -345,49 +318,75 @@ class InjectionDetector:
                         if substring in plain:
                             bits |= bit
         bits |= cues >> _NAME_SHIFT | self._names_bits(self._intent.possible(cues & _INTENT_MASK))
-        most, remaining = 0.0, 1.0
-        if bits:
-            for bit, logit, keep in self._most:
-                if bits & bit:
-                    most += logit
-                    remaining *= keep
-        return most + max(0.0, self._model.signals.get("*", 0.0)) * (1.0 - remaining)
+        return bits, cues & _FAMILY_MASK
 
-    def _match(self, plain: str, hits: dict[str, float], seen: list[str] | None = None) -> list[str]:
-        """Records the signals found in `plain`; returns its words in order (`seen`, when the caller has them).
+    def _most_signals(self, bits: int) -> float:
+        """An upper bound on the signals' part of the logit: every signal in `bits` at its heaviest."""
+        most, remaining = 0.0, 1.0
+        while bits:  # lowest bit first: the order of the names, so the sums come out the same every time
+            bit = bits & -bits
+            logit, keep = self._most[bit]
+            most += logit
+            remaining *= keep
+            bits ^= bit
+        return most + self._star * (1.0 - remaining)
+
+    def _found(self, name: str, views: list[tuple[str, list[str], set[str], dict[str, list[int]]]], families: int) -> bool:
+        """Whether `_match` would record `name` on some reading: (text, words, their set, word starts so far)."""
+        for plain, words, vocabulary, starts in views:
+            for index in self._indices_of.get(name, ()):
+                anchored = self._signals[index][3]  # ruled out here when its anchor words are absent: no call
+                if (anchored is None or not anchored.isdisjoint(vocabulary)) and self._fires(index, plain, vocabulary, starts):
+                    return True
+            if self._intent.found(name, plain, words, vocabulary, families):
+                return True
+            if name == FOREIGN[0] and self._foreign_found(plain, vocabulary):
+                return True
+        return False
+
+    def _fires(self, index: int, plain: str, vocabulary: set[str], starts: dict[str, list[int]]) -> bool:
+        """Whether phrase signal `index` matches; `starts` caches where each anchor word starts in `plain`.
 
         A pattern that begins with one of its anchor words can only match where such a word starts,
         so it is tried there alone instead of searched for through the whole text.
         """
+        _, _, pattern, words, substrings, first = self._signals[index]
+        if words is not None:
+            for word in words.intersection(vocabulary):
+                at_all = starts.get(word)
+                if at_all is None:
+                    at_all = starts[word] = _occurrences(plain, word)
+                for at in at_all:
+                    if pattern.match(plain, at):
+                        return True
+            return False
+        if substrings is not None:
+            return (
+                any(s in plain for s in substrings)
+                and (first is None or first.search(plain) is not None)
+                and pattern.search(plain) is not None
+            )
+        return pattern.search(plain) is not None
+
+    def _foreign_found(self, plain: str, vocabulary: set[str]) -> bool:
+        return (not plain.isascii() or not ASCII_VERBS.isdisjoint(vocabulary)) and self._foreign.search(plain) is not None
+
+    def _match(self, plain: str, hits: dict[str, float], seen: list[str] | None = None) -> list[str]:
+        """Records the signals found in `plain`; returns its words in order (`seen`, when the caller has them)."""
         if seen is None:
             seen = split_words(plain)
         vocabulary = set(seen)
         starts: dict[str, list[int]] = {}
-        present = self._anchor_words & vocabulary
         candidates = set(self._unanchored)
-        for word in present:
-            starts[word] = _occurrences(plain, word)
+        for word in self._anchor_words & vocabulary:
             candidates.update(self._by_word[word])
         signals = self._signals
         for index in candidates:  # only signals one of whose anchor words is here; each name keeps its heaviest hit
-            name, weight, pattern, words, substrings, core = signals[index]
-            if weight <= hits.get(name, 0.0):
-                continue
-            if words is not None:
-                here = words.intersection(present)
-                found = bool(here) and any(pattern.match(plain, at) for word in here for at in starts[word])
-            elif substrings is not None:
-                found = (
-                    any(s in plain for s in substrings)
-                    and (core is None or core.search(plain) is not None)
-                    and pattern.search(plain) is not None
-                )
-            else:
-                found = pattern.search(plain) is not None
-            if found:
+            name, weight = signals[index][:2]
+            if weight > hits.get(name, 0.0) and self._fires(index, plain, vocabulary, starts):
                 hits[name] = weight
         self._intent.signals(plain, seen, vocabulary, hits)
         name, weight = FOREIGN
-        if name not in hits and (not plain.isascii() or not ASCII_VERBS.isdisjoint(vocabulary)) and self._foreign.search(plain):
+        if name not in hits and self._foreign_found(plain, vocabulary):
             hits[name] = weight
         return seen

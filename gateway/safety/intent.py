@@ -155,6 +155,13 @@ class IntentScorer:
                 needed |= bit
                 bit <<= 1
             self._needs.append((name, needed))
+        # For `found`: each signal's pairs and structures, so one signal is checked without the others.
+        self._pairs_of: dict[str, tuple[tuple[str, float, int, int, int, int, int], ...]] = {}
+        for pair in PAIRS:
+            self._pairs_of[pair[0]] = (*self._pairs_of.get(pair[0], ()), pair)
+        self._structures_of: dict[str, tuple[tuple[frozenset[str], ...], re.Pattern[str]]] = {}
+        for name, _, groups, pattern in self._structures:
+            self._structures_of[name] = (*self._structures_of.get(name, ()), (groups, pattern))
 
     def weights(self) -> list[tuple[str, float]]:
         """Every (signal, weight) `signals` can record."""
@@ -180,6 +187,30 @@ class IntentScorer:
             if groups & needed == needed:
                 names.add(name)
         return names
+
+    def found(self, name: str, plain: str, words: list[str], present_words: set[str], present: int) -> bool:
+        """Whether `signals` would record `name` on this text: the gate's exact test of one signal. `present`:
+        the cue families of the text's words (of several readings of it, as the gate ORs them, does too)."""
+        pairs = self._pairs_of.get(name, ())
+        if pairs:
+            cues: list[tuple[int, int]] | None = None
+            for _, _, first, second, window, context, around in pairs:
+                if not (present & first and present & second) or (context and not present & context):
+                    continue
+                if cues is None:
+                    lexicon = self._lexicon
+                    known = present_words & self._known
+                    cues = [(at, lexicon[word]) for at, word in enumerate(words) if word in known]
+                if _near(cues, first, second, window, context, around):
+                    return True
+        for groups, pattern in self._structures_of.get(name, ()):
+            for group in groups:
+                if group.isdisjoint(present_words):
+                    break
+            else:
+                if pattern.search(plain):
+                    return True
+        return False
 
     def signals(self, plain: str, words: list[str], present_words: set[str], hits: dict[str, float]) -> None:
         """`words`: the words of `plain` in order, as the caller already split them; `present_words`: their set."""

@@ -1,7 +1,7 @@
 """The injection detector's phrase signals: (name, weight, pattern over normalised lower-case text).
 
 Compiled by injection.InjectionDetector, not at import. A pattern that starts with `\\b(?:word|…)` is tried only
-where one of those words starts (injection.anchors), so new patterns should start that way; the others are
+where one of those words starts (anchors.anchors), so new patterns should start that way; the others are
 searched for through the whole text, when one of their substrings is there. Signals named in
 learned.COUNTER_SIGNALS ("discussion", "pasted") are evidence *against* an attack, which the model weighs.
 """
