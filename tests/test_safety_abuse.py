@@ -18,7 +18,7 @@ from policies.engine import Router
 from policies.loader import load_policies
 from gateway.safety.behaviour import WARM_MINUTES, BehaviourBook, unusual
 from gateway.safety.injection import InjectionDetector
-from gateway.safety.learned import MODEL_PATH, LinearModel, position_features
+from gateway.safety.learned import MODEL_PATH, UNSEEN_WORDS, LinearModel, position_features
 from gateway.safety.schema import Behaviour
 from gateway.safety.secrets import find_secrets
 
@@ -277,6 +277,24 @@ def test_the_runtime_model_reads_the_features_the_trainer_wrote():
         for words in detector.evidence(text)[1]:
             expected = [sum(weights.get(feature, 0.0) for feature in here) for here in position_features(words)]
             assert model.contributions(words) == pytest.approx(expected)
+
+
+def test_words_the_model_never_saw_weigh_the_same_when_remembered_and_the_table_stays_bounded():
+    """Unseen words are remembered after their first lookup (learned._WordWeights), up to UNSEEN_WORDS of them."""
+    model = LinearModel.load()
+    words = "the quarterlyish reconciliationing of zqxwv ledgers 918273645 ref9137x ignorable instructionsy".split()
+    first = model.contributions(words)
+    again = model.contributions(words)
+    fresh = LinearModel.load()
+    assert first == again == fresh.contributions(words)
+    assert "zqxwv" in model._words, "an unseen word is remembered"
+    assert "918273645" not in model._words and "ref9137x" not in model._words, "numbers are not kept"
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    flood = ["unseen" + "".join(letters[i // 26**k % 26] for k in range(4)) for i in range(UNSEEN_WORDS + 5000)]
+    size = len(model._words)
+    model.contributions(flood)
+    assert len(model._words) <= size + UNSEEN_WORDS
+    assert model.contributions(words) == first
 
 
 def test_the_gate_never_changes_a_verdict():

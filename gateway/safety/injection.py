@@ -93,8 +93,9 @@ _LEET_WORD = re.compile(r"(?=[a-z0-9]*[a-z][a-z0-9]*[a-z])(?=[a-z0-9]*[013457])[
 
 
 # Every ASCII character that cannot be part of a word, as a space: str.split then finds the words of an ASCII
-# text as _WORDS.findall would, at a fraction of the cost.
-_NOT_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isdigit() and not ("a" <= chr(c) <= "z")})
+# text as _WORDS.findall would, at a fraction of the cost (a byte table: bytes.translate is a plain lookup per
+# character, str.translate a dict lookup).
+_NOT_WORD = bytes(c if "0" <= chr(c) <= "9" or "a" <= chr(c) <= "z" else 32 for c in range(256))
 
 
 def _reasons(hits: dict[str, float]) -> tuple[str, ...]:
@@ -104,7 +105,7 @@ def _reasons(hits: dict[str, float]) -> tuple[str, ...]:
 
 def split_words(plain: str) -> list[str]:
     """The words of a normalised text: runs of a-z and 0-9."""
-    return plain.translate(_NOT_WORD).split() if plain.isascii() else _WORDS.findall(plain)
+    return plain.encode("ascii").translate(_NOT_WORD).decode("ascii").split() if plain.isascii() else _WORDS.findall(plain)
 
 
 def _long_runs(mixed: list[str]) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 from operator import add, sub
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class LinearModel:
         self._words = _WordWeights(prefixes)
         for word, weight in unigrams.items():
             self._words[word] = weight + prefixes.get(word[:PREFIX], 0.0)  # the sum _values would make, made once
+        self._words.seal()
 
     @classmethod
     def load(cls, path: Path = MODEL_PATH) -> LinearModel:
@@ -78,7 +79,9 @@ class LinearModel:
         return list(self._values(words))
 
     def _values(self, words: list[str]) -> Iterator[float]:
-        pair = map(self._bigrams.get, zip(chain(("",), words), words), repeat(0.0))
+        previous = [""]
+        previous += words  # a list zips faster than a chain
+        pair = map(self._bigrams.get, zip(previous, words), repeat(0.0))
         return map(add, map(self._words.__getitem__, words), pair)
 
     def text_part(self, texts: list[list[str]]) -> float:
@@ -102,18 +105,29 @@ class LinearModel:
         return part
 
 
-class _WordWeights(dict[str, float]):
-    """A word's unigram weight plus its prefix's; a word the model never saw has its prefix's alone (not stored,
-    so the table does not grow with what clients send)."""
+UNSEEN_WORDS = 1 << 16  # how many words the model never saw `_WordWeights` remembers, at most
 
-    __slots__ = ("_prefixes",)
+
+class _WordWeights(dict[str, float]):
+    """A word's unigram weight plus its prefix's; a word the model never saw has its prefix's alone. Unseen
+    words of letters are remembered too (the same value, found in C next time instead of by a Python call), up
+    to UNSEEN_WORDS of them, so the table stays bounded whatever clients send."""
+
+    __slots__ = ("_prefixes", "_full")
 
     def __init__(self, prefixes: dict[str, float]) -> None:
         super().__init__()
         self._prefixes = prefixes
+        self._full = 0  # the size at which to stop remembering, set by `seal` once the model's words are in
+
+    def seal(self) -> None:
+        self._full = len(self) + UNSEEN_WORDS
 
     def __missing__(self, word: str) -> float:
-        return self._prefixes.get(word[:PREFIX], 0.0)
+        weight = self._prefixes.get(word[:PREFIX], 0.0)
+        if len(self) < self._full and word.isalpha():  # numbers are too many to be worth keeping
+            self[word] = weight
+        return weight
 
 
 # Signals that speak against an attack (talk about attacks, material pasted to work on): their learned weights decide, and they stay
