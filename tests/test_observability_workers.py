@@ -59,9 +59,11 @@ def test_the_workers_metric_directory_is_removed_at_exit(start_gateway, tmp_path
     gateway = start_gateway(config, args=["--workers", "2"], env={"TMPDIR": str(tmp_path)})
     created = list(Path(tmp_path).glob("switchyard-metrics-*"))
     assert len(created) == 1
-    httpx.post(gateway.openai_base_url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-               json={"model": "echo", "messages": [{"role": "user", "content": "x"}]}, timeout=10)
-    assert any(created[0].glob("counter_*.db"))
+    answer = httpx.post(gateway.openai_base_url + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                        json={"model": "echo", "messages": [{"role": "user", "content": "x"}]}, timeout=10)
+    assert answer.status_code == 200
+    # The worker counts the request just after its last byte went out: wait for its counter file.
+    wait_until(lambda: any(created[0].glob("counter_*.db")), timeout=10, message="a worker's counter file")
     assert gateway.stop() == 0
     assert not created[0].exists()
 
