@@ -18,17 +18,10 @@ CHAT = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    from fakes.gateway_process import GatewayProcess, write_yaml_file
-    from fakes.network import free_port
+    from fakes.gateway_process import echo_gateway
 
-    workdir = tmp_path_factory.mktemp("hostile")
-    config = {"targets": {"echo": {"adapter": "echo"}}, "tenants": {"acme": {"keys": [KEY_HASH], "models": ["echo"]}}}
-    process = GatewayProcess(workdir, write_yaml_file(workdir / "config.yaml", config), free_port())
-    process.start()
-    yield process
-    process.stop()
-    log = process.log_text()
-    assert "Traceback" not in log and "Exception in ASGI application" not in log
+    with echo_gateway(tmp_path_factory.mktemp("hostile"), KEY_HASH) as process:
+        yield process
 
 
 @pytest.fixture

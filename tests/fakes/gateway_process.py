@@ -8,12 +8,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .network import free_port
 from .polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +169,18 @@ class GatewayProcess:
         if self._process is None:
             raise RuntimeError("gateway has not been started")
         return self._process
+
+
+@contextmanager
+def echo_gateway(workdir: Path, key_hash: str) -> Iterator[GatewayProcess]:
+    """One gateway serving the built-in echo target to one tenant, shared by a module's hostile-input tests;
+    whatever they sent, its log must hold no traceback when it stops."""
+    config = {"targets": {"echo": {"adapter": "echo"}}, "tenants": {"acme": {"keys": [key_hash], "models": ["echo"]}}}
+    process = GatewayProcess(workdir, write_yaml_file(workdir / "config.yaml", config), free_port())
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+    log = process.log_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
