@@ -20,7 +20,7 @@ import asyncio
 import json
 from collections import Counter
 
-from sse_upstream import JSON_REPLY, _chunk, _http_chunk, _simple, _usage_chunk
+from sse_upstream import JSON_REPLY, _chunk, _http_chunk, _simple, _usage_chunk, serve
 
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -94,12 +94,6 @@ class SoakUpstream:
         self.stats["stream_done"] += 1
 
 
-async def _serve(host: str, port: int, upstream: SoakUpstream) -> None:
-    server = await asyncio.start_server(upstream.handle, host, port, backlog=1024)
-    async with server:
-        await server.serve_forever()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -107,16 +101,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=8, help="content events per stream")
     parser.add_argument("--interval-ms", type=float, default=2.0, help="gap between a stream's events")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(_serve(args.host, args.port, SoakUpstream(args.chunks, args.interval_ms / 1000)))
-    except KeyboardInterrupt:
-        pass
+    serve(args.host, args.port, SoakUpstream(args.chunks, args.interval_ms / 1000).handle)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 MODEL = "bench-model"
 CHUNK_ID = "chatcmpl-bench-sse"
@@ -121,10 +122,24 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, in
         writer.close()
 
 
-async def _serve(host: str, port: int, interval_s: float) -> None:
-    server = await asyncio.start_server(lambda r, w: _handle(r, w, interval_s), host, port, backlog=1024)
+async def _serve(host: str, port: int, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> None:
+    server = await asyncio.start_server(handle, host, port, backlog=1024)
     async with server:
         await server.serve_forever()
+
+
+def serve(host: str, port: int, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> None:
+    """Serve `handle` until Ctrl-C, on uvloop when installed."""
+    try:
+        import uvloop  # the same loop the gateway uses; steadier timings than asyncio's default
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(_serve(host, port, handle))
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:
@@ -133,16 +148,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--interval-ms", type=float, default=1.0, help="gap between later chunks")
     args = parser.parse_args()
-    try:
-        import uvloop  # the same loop the gateway uses; steadier timings than asyncio's default
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(_serve(args.host, args.port, args.interval_ms / 1000))
-    except KeyboardInterrupt:
-        pass
+    interval_s = args.interval_ms / 1000
+    serve(args.host, args.port, lambda reader, writer: _handle(reader, writer, interval_s))
 
 
 if __name__ == "__main__":
