@@ -14,7 +14,7 @@ import pytest
 from faker import Faker
 from phonenumbers import NumberParseException, is_valid_number, parse
 from phonenumbers.phonenumbermatcher import _is_national_prefix_present_if_required
-from presidio_analyzer.predefined_recognizers import IbanRecognizer
+from gateway.safety.presidio import IbanRecognizer
 
 from gateway.safety.phones import NumberingPlans
 from gateway.safety.recognizers import QUADRATIC_WINDOW, IbanRunner, required, untimed_window

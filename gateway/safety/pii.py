@@ -12,7 +12,7 @@ way its context enhancer does, looking at the five words before a match. On ASCI
 patterns run as faster twins (safety/twin.py), and phone numbers, card numbers and SSNs are looked for
 only in a text with a run of seven digits and phone punctuation (recognizers.LONG_RUN): most prose has none.
 
-Presidio is imported here, so import this module only when a policy enables PII detection.
+Presidio is imported here (through safety/presidio.py), so import this module only when a policy enables PII detection.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from time import perf_counter
 from typing import Any
 
 import regex
-from presidio_analyzer import PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import NlpEngine
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer, PhoneRecognizer
-
+from gateway.safety.presidio import (
+    CreditCardRecognizer, IbanRecognizer, NlpEngine, PatternRecognizer, PhoneRecognizer, RecognizerRegistry, nlp_engine,
+)
 from gateway.safety.rules import MASTERCARD_2_SERIES, adjusted_score, rejected
 from gateway.safety.recognizers import LONG_RUN, AnalyzeRunner, Counts, IbanRunner, PatternRunner, PhoneRunner, Runner
 from gateway.safety.twin import Twin
@@ -209,9 +208,9 @@ def _with_context(text: str, start: int, score: float, context: tuple[str, ...])
 
 
 def _build_runners(entities: Sequence[str], ner_model: str | None, counts: Counts) -> tuple[NlpEngine, list[Runner]]:
-    nlp_engine = _nlp_engine(ner_model)
+    engine = nlp_engine(ner_model)
     registry = RecognizerRegistry(supported_languages=["en"])
-    registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+    registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
     wanted = set(entities)
     runners: list[Runner] = []
     for recognizer in registry.get_recognizers("en", entities=list(entities)):
@@ -236,20 +235,7 @@ def _build_runners(entities: Sequence[str], ner_model: str | None, counts: Count
     missing = wanted - {e for r in runners for e in r.entities}
     if missing:
         raise ValueError(f"no recognizer for {sorted(missing)}" + ("; set ner_model" if missing & set(NER_ENTITIES) else ""))
-    return nlp_engine, runners
-
-
-def _nlp_engine(ner_model: str | None) -> NlpEngine:
-    if ner_model is None:
-        from presidio_analyzer.nlp_engine.no_op_nlp_engine import NoOpNlpEngine
-
-        engine: NlpEngine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "no_op"}])
-    else:
-        from presidio_analyzer.nlp_engine import SpacyNlpEngine  # the policy schema checked the model is installed
-
-        engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": ner_model}])
-    engine.load()
-    return engine
+    return engine, runners
 
 
 def _offline(recognizer: Any) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import regex
 from phonenumbers import PhoneMetadata, PhoneNumberMatcher
-from presidio_analyzer import PatternRecognizer
+from gateway.safety.presidio import PatternRecognizer
 
 from gateway.safety.phones import NumberingPlans, plain_digits
 from gateway.safety.rules import EXTRA_CONTEXT

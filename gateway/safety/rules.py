@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import Pattern
+from gateway.safety.presidio import Pattern
 
 MASTERCARD_2_SERIES = Pattern(
     "Mastercard 2-series", r"\b2(?:22[1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3
