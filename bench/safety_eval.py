@@ -9,8 +9,8 @@ the same entity. Speed is CPU time per KB of text the scanner has not seen befor
 Injection: the detector (heuristic signals and the linear model of gateway/safety/learned.py) at the default
 threshold, recall on attacks and false positives on benign prompts. Every set in safety_prompts.py and
 safety_training.py is training data for that model now, so their rows are fits, not estimates: the honest
-figures are bench/train_injection.py's leave-one-set-out ones. Sets 5 and 6 (bench/safety_heldout_v5.py, v6)
-were blind and scored once each; they are training data since. Set 7 (bench/safety_heldout_v7.py) is blind,
+figures are bench/train_injection.py's leave-one-set-out ones. Sets 5 to 7 (bench/safety_heldout_v5.py … v7)
+were blind and scored once each; they are training data since. Set 8 (bench/safety_heldout_v8.py) is blind,
 written apart from the detector: scored once, its misses and false positives are never printed, even with -v
 (--skip-blind leaves it out).
 """
@@ -34,6 +34,7 @@ from safety_prompts import (  # noqa: E402
 )
 from safety_heldout_v5 import HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN  # noqa: E402
 from safety_heldout_v6 import HELD_OUT_V6_ATTACKS, HELD_OUT_V6_BENIGN  # noqa: E402
+from safety_heldout_v7 import HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN  # noqa: E402
 from safety_training import training_sets  # noqa: E402
 
 from gateway.safety.injection import InjectionDetector  # noqa: E402
@@ -126,12 +127,12 @@ def pii_report(samples, typical, with_stock: bool) -> None:
 
 
 def blind_held_out() -> tuple[list[str], list[str]] | None:
-    """Set 7, written apart from the detector's training data; None until it has been handed over."""
+    """Set 8, written apart from the detector's training data; None until it has been handed over."""
     try:
-        from safety_heldout_v7 import HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN
+        from safety_heldout_v8 import HELD_OUT_V8_ATTACKS, HELD_OUT_V8_BENIGN
     except ImportError:
         return None
-    return HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN
+    return HELD_OUT_V8_ATTACKS, HELD_OUT_V8_BENIGN
 
 
 def injection_report(verbose: bool, blind: bool) -> None:
@@ -147,24 +148,25 @@ def injection_report(verbose: bool, blind: bool) -> None:
         ("development: held-out set 4 (scored once before the model, training data since)", HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN),
         ("development: held-out set 5 (blind when first scored, training data since)", HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN),
         ("development: held-out set 6 (blind when first scored, training data since)", HELD_OUT_V6_ATTACKS, HELD_OUT_V6_BENIGN),
+        ("development: held-out set 7 (blind when first scored, training data since)", HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN),
     ]
     sets += [(f"development: safety_training.py {name} (training data)", bad, good) for name, (bad, good) in training_sets().items()]
     blind_sets = blind_held_out() if blind else None
     if blind_sets is not None:
-        sets.append(("held-out set 7 (blind, scored once)", *blind_sets))
+        sets.append(("held-out set 8 (blind, scored once)", *blind_sets))
     for label, bad, good in sets:
         caught = [a for a in bad if detector.score(a).score >= threshold]
         false = [b for b in good if detector.score(b).score >= threshold]
         print(f"{label}: {len(bad)} attacks, {len(good)} benign: recall {len(caught) / len(bad):.3f}, "
               f"false positives {len(false) / len(good):.4f} ({len(false)})")
-        if verbose and (blind_sets is None or bad is not blind_sets[0]):  # set 7 stays unread, or it stops being held out
+        if verbose and (blind_sets is None or bad is not blind_sets[0]):  # set 8 stays unread, or it stops being held out
             for a in bad:
                 if a not in caught:
                     print("  missed:", a[:110].replace("\n", " "))
             for b in false:
                 print("  false positive:", b[:110].replace("\n", " "), detector.score(b).signals)
     if blind_sets is None:
-        print("held-out set 7 (blind, scored once): " + ("absent" if blind else "skipped (--skip-blind)"))
+        print("held-out set 8 (blind, scored once): " + ("absent" if blind else "skipped (--skip-blind)"))
     print("threshold sweep (recall / false positives) per set:")
     for cut in (0.3, 0.4, 0.5, 0.6, 0.7):
         row = []
@@ -182,7 +184,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1200)
     parser.add_argument("--no-stock", action="store_true", help="skip stock Presidio (slow)")
     parser.add_argument("-v", action="store_true", help="list misses and false positives (never those of the blind set)")
-    parser.add_argument("--skip-blind", action="store_true", help="leave the blind held-out set 7 out")
+    parser.add_argument("--skip-blind", action="store_true", help="leave the blind held-out set 8 out")
     args = parser.parse_args()
     pii_report(pii_samples(args.samples), typical_prompts(), not args.no_stock)
     injection_report(args.v, not args.skip_blind)

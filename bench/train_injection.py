@@ -3,14 +3,14 @@
     .venv/bin/python bench/train_injection.py [--loso] [--window 24] [--l2 1e-2] [--l1 0.002] [--epochs 30] [--blind-fp 0.015] [--worst-fp 0.02] [--fp R]
 
 Training data: the development sets in safety_prompts.py (tuning set, held-out sets 1-4, all read and used
-by now), held-out sets 5 and 6 (safety_heldout_v5.py, v6: blind when scored, each its own set here, so
+by now), held-out sets 5 to 7 (safety_heldout_v5.py … v7: blind when scored, each its own set here, so
 leaving one out is the honest estimate for text other people wrote) and the hand-written sets in
 safety_training.py, plus long harmless documents with and without an attack pasted in. Never a later blind
-set (7 on). Logistic regression with AdaGrad, L2 and a little L1 on the word weights (fewer rare words with
+set (8 on). Logistic regression with AdaGrad, L2 and a little L1 on the word weights (fewer rare words with
 weights of their own), deterministic order (fixed seed); the heuristic signals are features
 learned jointly with the words (each signal's weight times its strength enters the logit the gradient is taken
 at). The operating point comes from leave-one-set-out: every set is scored by a model trained without it, and
-the cut is the lowest logit keeping the out-of-set false positives of the blind-written sets 4-6 (the ones rich
+the cut is the lowest logit keeping the out-of-set false positives of the blind-written sets 4-7 (the ones rich
 in harmless prompts that sound suspicious, so the rate the product promises) at or below --blind-fp pooled and
 --worst-fp each; --fp R uses the pooled rate over every set instead. The shipped bias is shifted by that cut,
 so a score of 0.5 means it. --loso prints the per-set figures.
@@ -36,13 +36,14 @@ from safety_prompts import (  # noqa: E402
 )
 from safety_heldout_v5 import HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN  # noqa: E402
 from safety_heldout_v6 import HELD_OUT_V6_ATTACKS, HELD_OUT_V6_BENIGN  # noqa: E402
+from safety_heldout_v7 import HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN  # noqa: E402
 from safety_training import training_sets  # noqa: E402
 
 from gateway.safety.injection import InjectionDetector  # noqa: E402
 from gateway.safety.learned import MODEL_PATH, LinearModel, best_window, combined, position_features  # noqa: E402
 
 # Sets other people wrote blind, rich in benign prompts that sound suspicious: the calibration --blind-fp uses.
-BLIND_WRITTEN = ("held-out 4", "held-out 5", "held-out 6")
+BLIND_WRITTEN = ("held-out 4", "held-out 5", "held-out 6", "held-out 7")
 COMMON = 20  # examples a word must occur in to keep its place in the shipped table at any weight
 
 Example = tuple[dict[str, float], list[list[list[str]]], int]  # signal values, per reading the features per position, label
@@ -69,6 +70,7 @@ def all_sets() -> dict[str, tuple[list[str], list[str]]]:
         "held-out 4": (HELD_OUT_V4_ATTACKS, HELD_OUT_V4_BENIGN),
         "held-out 5": (HELD_OUT_V5_ATTACKS, HELD_OUT_V5_BENIGN),
         "held-out 6": (HELD_OUT_V6_ATTACKS, HELD_OUT_V6_BENIGN),
+        "held-out 7": (HELD_OUT_V7_ATTACKS, HELD_OUT_V7_BENIGN),
     }
     sets.update(training_sets())
     sets["long documents a"] = long_documents(23)

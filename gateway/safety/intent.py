@@ -129,7 +129,7 @@ STRUCTURES: tuple[tuple[str, float, str, str], ...] = (
 )
 
 
-_WRAPPED_HARM = 0.6
+_WRAPPED_HARM = 1.0
 GROUP_SHIFT = 20  # the cue families take the bits below
 
 
