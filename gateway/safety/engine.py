@@ -5,8 +5,8 @@ Detection runs before the route is decided, so routes can match on what was foun
 `flagged: [prompt_injection]`). PII actions apply after: a route marked `keep_pii` (its targets run in
 house) gets the body as sent; any other gets a redacted copy, or a 403 for entities set to `block`.
 Every text is scanned once: results are cached by a digest of the text (chat clients resend the whole
-conversation every turn), and a request with a lot of new text is scanned in a worker thread so the
-event loop keeps serving.
+conversation every turn), a request with a lot of new text is scanned in a worker thread so the
+event loop keeps serving, and the scans of requests that arrive together run back to back (safety/batch.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from adapters.base import UpstreamReply
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.tokens import estimate_tokens
+from gateway.safety.batch import Batcher
 from gateway.safety.behaviour import BehaviourBook, unusual
 from gateway.safety.injection import InjectionDetector, Verdict
 from gateway.safety.restore import Restorer
@@ -120,6 +121,7 @@ class SafetyEngine:
         self._banned = re.compile(r"\b(?:" + "|".join(re.escape(t.lower()) for t in terms.terms) + r")\b") if terms else None
         self._behaviour = behaviour if self.abuse.behaviour is not None else None
         self._cache: OrderedDict[bytes, TextReport] = OrderedDict()
+        self._batch: Batcher[list[tuple[str, bool]], list[TextReport]] = Batcher(self._scan_all)
 
     async def inspect(self, body: dict[str, Any], key_id: str, exchange: Exchange) -> Screening:
         """Scans the request; raises GatewayError (403) when a detector set to `block` fires."""
@@ -174,7 +176,7 @@ class SafetyEngine:
             if sum(len(text) for text, _ in jobs) > OFFLOAD_CHARS:
                 fresh = await asyncio.to_thread(self._scan_all, jobs)
             else:
-                fresh = self._scan_all(jobs)
+                fresh = await self._batch.run(jobs)  # with the other requests of this loop turn
         except Exception as exc:  # noqa: BLE001 - a detector failing must not take the gateway down
             return self._scan_failed(exc, slots, exchange)
         scanned = dict(zip(missing, fresh))

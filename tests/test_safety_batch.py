@@ -1,0 +1,67 @@
+"""The scan batcher (gateway/safety/batch.py): jobs of one loop turn run together, each caller gets its own
+result or error, and a long queue yields the loop between slices."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.safety.batch import Batcher
+
+
+async def test_jobs_submitted_in_one_turn_run_back_to_back_before_any_caller_resumes() -> None:
+    events: list[str] = []
+
+    def work(job: int) -> int:
+        events.append(f"work {job}")
+        return job * 10
+
+    batcher: Batcher[int, int] = Batcher(work)
+
+    async def caller(job: int) -> int:
+        result = await batcher.run(job)
+        events.append(f"resumed {job}")
+        return result
+
+    results = await asyncio.gather(*(caller(n) for n in range(4)))
+    assert results == [0, 10, 20, 30]
+    assert events[:4] == ["work 0", "work 1", "work 2", "work 3"]
+    assert sorted(events[4:]) == ["resumed 0", "resumed 1", "resumed 2", "resumed 3"]
+
+
+async def test_a_failing_job_fails_its_own_caller_only() -> None:
+    def work(job: int) -> int:
+        if job == 1:
+            raise ValueError("bad job")
+        return job
+
+    batcher: Batcher[int, int] = Batcher(work)
+    results = await asyncio.gather(batcher.run(0), batcher.run(1), batcher.run(2), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 2
+    assert isinstance(results[1], ValueError)
+
+
+async def test_a_cancelled_caller_costs_no_work() -> None:
+    done: list[int] = []
+    batcher: Batcher[int, int] = Batcher(lambda job: done.append(job) or job)
+    first, second = batcher.run(1), batcher.run(2)
+    first.cancel()
+    assert await second == 2
+    assert done == [2]
+
+
+async def test_a_long_queue_yields_the_loop_between_slices() -> None:
+    events: list[str] = []
+    batcher: Batcher[int, int] = Batcher(lambda job: events.append(f"work {job}") or job, slice_s=0.0)
+    futures = [batcher.run(n) for n in range(3)]
+    asyncio.get_running_loop().call_soon(events.append, "other")  # queued after the batcher's first slice
+    assert await asyncio.gather(*futures) == [0, 1, 2]
+    assert events == ["work 0", "other", "work 1", "work 2"]
+
+
+async def test_a_new_turn_starts_a_new_batch() -> None:
+    calls: list[int] = []
+    batcher: Batcher[int, int] = Batcher(lambda job: calls.append(job) or job)
+    assert await batcher.run(1) == 1
+    assert await batcher.run(2) == 2
+    assert calls == [1, 2]
+
