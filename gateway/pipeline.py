@@ -84,6 +84,8 @@ class Pipeline:
             # send
             upstream = UpstreamRequest(endpoint, body, request.stream, request.client_wants_usage)
             reply = await self.sender.send(upstream, decision, exchange)
+            if screening.redactor is not None:  # `responses: redact`: PII in the model's output (a failed scan: 503)
+                await screening.redact(reply, exchange)
         except GatewayError as error:
             await send_error(send, exchange, error)
             return

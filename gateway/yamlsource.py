@@ -151,9 +151,15 @@ def _build_collection(node: yaml.CollectionNode, path: Path_, doc: YamlDocument,
     return [_build(item, path + (i,), doc, env, walk) for i, item in enumerate(node.value)]
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+
+
 def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise doc.error(path, "mapping keys must be plain scalars")
+    if node.tag == _BOOL and node.value.lower() not in ("true", "false"):
+        # YAML 1.2: `off`, `no`, `on`, `yes` are words (`prompt_injection: off`); a boolean field still reads them.
+        return node.value
     try:
         return yaml.SafeLoader(node.value).construct_object(node, deep=True)  # type: ignore[arg-type]
     except yaml.YAMLError as exc:

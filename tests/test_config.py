@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import ConfigError, load_config
 from gateway.settings import load_settings
+from policies.loader import load_policies
 
 ROOT = Path(__file__).resolve().parent.parent
 HASH = "sha256:" + "a" * 64
@@ -54,6 +55,17 @@ def test_yaml_pitfalls_are_caught(tmp_path):
     ]
     assert problems(write(tmp_path, "- a\n")) == [f"{tmp_path}/config.yaml:1: the file must contain a mapping at the top level"]
     assert problems(tmp_path / "missing.yaml") == [f"{tmp_path}/missing.yaml: file not found"]
+
+
+def test_yes_no_on_off_are_words_that_boolean_fields_still_read(tmp_path):
+    """YAML 1.1 would make `prompt_injection: off` the boolean false, which no detector action is."""
+    policy = write(tmp_path, "version: 1\nsafety:\n  abuse: {prompt_injection: off, secrets: off}\n  pii: {responses: off}\n", "p.yaml")
+    config = load_config(write(tmp_path, "observability: {metrics: no}\npolicies: [p.yaml]\n"), {})
+    assert config.observability.metrics is False
+    assert load_config(write(tmp_path, "observability: {metrics: on}\n"), {}).observability.metrics is True
+    safety = load_policies([policy], None, {}).safety
+    assert safety is not None and safety.abuse is not None and safety.pii is not None
+    assert (safety.abuse.prompt_injection, safety.abuse.secrets, safety.pii.responses) == ("off", "off", "off")
 
 
 def test_keys_must_be_hashes_and_unique_per_tenant_and_models_must_exist(tmp_path):

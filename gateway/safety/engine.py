@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import UpstreamReply
 from gateway.errors import GatewayError
@@ -34,6 +34,9 @@ from gateway.safety.restore import Restorer
 from gateway.safety.schema import AbusePolicy, PiiPolicy, SafetyPolicy
 from gateway.safety.secrets import find_secrets
 from gateway.safety.slots import Path, Slot, replaced, text_slots
+
+if TYPE_CHECKING:
+    from gateway.safety.responses import ReplyRedactor  # imported with Presidio, only for a policy that asks
 
 log = logging.getLogger("switchyard.safety")
 
@@ -58,7 +61,7 @@ _CLEAN = TextReport((), _NOTHING, ())
 class Screening:
     """One request's findings, and what they do to its body and reply."""
 
-    __slots__ = ("pii_entities", "flags", "_slots", "_reports", "_engine", "restorer")
+    __slots__ = ("pii_entities", "flags", "_slots", "_reports", "_engine", "restorer", "redactor")
 
     def __init__(self, engine: SafetyEngine | None = None, slots: Sequence[Slot] = (), reports: Sequence[TextReport] = ()) -> None:
         self._engine = engine
@@ -71,6 +74,7 @@ class Screening:
         self.pii_entities = entities
         self.flags: frozenset[str] = frozenset()
         self.restorer: Restorer | None = None
+        self.redactor = engine.replies if engine is not None else None  # None unless `responses: redact`
 
     def body_for(self, body: dict[str, Any], keep_pii: bool, exchange: Exchange) -> dict[str, Any]:
         """The body to send on the decided route: as is, redacted, or refused (403) for blocked PII."""
@@ -78,6 +82,18 @@ class Screening:
         if engine is None or not (self.pii_entities or engine.redacts_secrets):
             return body
         return engine.protect(body, self._slots, self._reports, keep_pii, self, exchange)
+
+    async def redact(self, reply: UpstreamReply, exchange: Exchange) -> None:
+        """PII in the model's output redacted (`responses: redact`), before restore puts the client's values back."""
+        redactor = self.redactor
+        assert redactor is not None
+        if reply.body is not None:
+            if len(reply.body) > OFFLOAD_CHARS:
+                reply.body = await asyncio.to_thread(redactor.redact_json, reply.body, exchange)
+            else:
+                reply.body = redactor.redact_json(reply.body, exchange)
+        if reply.events is not None:
+            reply.events = redactor.redact_stream(reply.events, exchange)
 
     def restore(self, reply: UpstreamReply) -> None:
         if self.restorer is None:
@@ -101,6 +117,7 @@ class SafetyEngine:
         self._transformer = None
         self._pseudonyms: Any = None  # transform.Pseudonyms, imported with Presidio only for a PII policy
         self._numbers = False  # whether an entity is pseudonymized (numbered placeholders, restored in replies)
+        self.replies: ReplyRedactor | None = None  # `responses: redact`: scans the model's output
         if self.pii is not None:
             from gateway.safety.pii import PiiScanner  # Presidio loads only when a policy asks for PII detection
             from gateway.safety.transform import Pseudonyms, Transformer
@@ -111,6 +128,10 @@ class SafetyEngine:
             key = self.pii.hash_key.encode() if self.pii.hash_key else os.urandom(32)
             self._transformer = Transformer({e: self.pii.action_for(e) for e in self.pii.entities}, key)
             self._numbers = any(self.pii.action_for(e) == "pseudonymize" for e in self.pii.entities)
+            if self.pii.responses == "redact":
+                from gateway.safety.responses import ReplyRedactor
+
+                self.replies = ReplyRedactor(self._scanner, self._scan_timeout, self.pii.on_error == "fail_closed")
             # What a set of found entity types means on a route that gets redacted text: the types set to block,
             # and the events to record. Few distinct sets occur: remembered, not worked out per request.
             self._pii_outcome = functools.lru_cache(maxsize=256)(self._outcome)

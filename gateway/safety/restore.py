@@ -4,19 +4,28 @@ A stream is never held back except for a possible placeholder cut across events:
 delta ends in a proper prefix of one of this request's placeholders (say `<EMAIL_ADD`), that tail
 waits for the next delta of the same choice; anything else passes at once. Content is decoded from
 each event's JSON, restored, and encoded again, so escaping inside `data:` lines is handled.
+The walk over events (rewrite_stream) is shared with response redaction (safety/responses.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 _PLACEHOLDER_BYTES = re.compile(rb"(?:<|\\u003[cC])([A-Z][A-Z_]*_[0-9]+)(?:>|\\u003[eE])")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_[0-9]+>")
 _DONE = b"[DONE]"
+Key = tuple[Any, ...]  # ("content", choice) | ("text", choice) | ("arguments", choice, tool call)
+
+
+class FieldFilter(Protocol):
+    def split(self, key: Key, text: str, final: bool) -> tuple[str, str]:
+        """`text` (what was held for `key`, then what just came) → what to send now, and what to hold.
+        `final`: the field ends here, so nothing may be held."""
+        ...
 
 
 class Restorer:
@@ -43,23 +52,35 @@ class Restorer:
             return cut
         return len(text)
 
-    async def restore_stream(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        stream = _StreamRestorer(self)
-        async for chunk in events:
-            out = stream.feed(chunk)
-            if out:
-                yield out
-        tail = stream.finish()
-        if tail:
-            yield tail
+    def split(self, key: Key, text: str, final: bool) -> tuple[str, str]:
+        cut = len(text) if final else self.held_tail(text)
+        return self.restore_text(text[:cut]), text[cut:]
+
+    def restore_stream(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return rewrite_stream(events, self)
 
 
-class _StreamRestorer:
+async def rewrite_stream(events: AsyncIterator[bytes], fields: FieldFilter) -> AsyncIterator[bytes]:
+    """`events` with every choice's text and tool-call arguments passed through `fields`.
+
+    Text still held when the stream ends is sent in events of its own; when `events` raises, it is dropped.
+    """
+    stream = _StreamFields(fields)
+    async for chunk in events:
+        out = stream.feed(chunk)
+        if out:
+            yield out
+    tail = stream.finish()
+    if tail:
+        yield tail
+
+
+class _StreamFields:
     """Per-stream state: the held tail of each choice's content (and each tool call's arguments)."""
 
-    def __init__(self, restorer: Restorer) -> None:
-        self._restorer = restorer
-        self._held: dict[tuple[Any, ...], str] = {}
+    def __init__(self, fields: FieldFilter) -> None:
+        self._fields = fields
+        self._held: dict[Key, str] = {}
         self._last: dict[str, Any] = {}
 
     def feed(self, chunk: bytes) -> bytes:
@@ -111,28 +132,26 @@ class _StreamRestorer:
             changed |= self._field(choice, "text", ("text", index), final)
         return changed
 
-    def _field(self, holder: dict[str, Any], name: str, key: tuple[Any, ...], final: bool) -> bool:
+    def _field(self, holder: dict[str, Any], name: str, key: Key, final: bool) -> bool:
         piece = holder.get(name)
         held = self._held.pop(key, "")
         if not isinstance(piece, str):
             if held:
                 self._held[key] = held
             return False
-        text = held + piece
-        cut = len(text) if final else self._restorer.held_tail(text)
-        if cut < len(text):
-            self._held[key] = text[cut:]
-        restored = self._restorer.restore_text(text[:cut])
-        if restored == piece:
+        out, rest = self._fields.split(key, held + piece, final)
+        if rest:
+            self._held[key] = rest
+        if out == piece:
             return False
-        holder[name] = restored
+        holder[name] = out
         return True
 
     def _flush_choice(self, delta: dict[str, Any], index: Any) -> bool:
         """A choice finished while text was held (its last delta carried none of it): put it back."""
         changed = False
         for key in [k for k in self._held if k[1] == index and k[0] != "text"]:
-            text = self._restorer.restore_text(self._held.pop(key))
+            text = self._fields.split(key, self._held.pop(key), True)[0]
             if key[0] == "content":
                 delta["content"] = (delta.get("content") or "") + text
             else:
@@ -144,7 +163,7 @@ class _StreamRestorer:
         out = []
         for key, held in list(self._held.items()):
             kind, index = key[0], key[1]
-            text = self._restorer.restore_text(held)
+            text = self._fields.split(key, held, True)[0]
             if kind == "content":
                 choice: dict[str, Any] = {"index": index, "delta": {"content": text}, "finish_reason": None}
             elif kind == "text":

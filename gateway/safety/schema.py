@@ -34,6 +34,9 @@ class PiiPolicy(Strict):
     scan_timeout_s: float = Field(0.5, gt=0, le=60, description="A text whose scan takes longer counts as a scan failure.")
     ner_model: str | None = Field(None, description="An installed spaCy package (e.g. en_core_web_sm) for PERSON, LOCATION…")
     hash_key: str | None = Field(None, repr=False, description="HMAC key for `hash`; random per policy load when unset.")
+    responses: Literal["off", "redact"] = Field(
+        "off", description="Scan the model's output too, and redact the listed entities (`<EMAIL_ADDRESS>`) before the client sees them."
+    )
 
     @field_validator("entities")
     @classmethod
