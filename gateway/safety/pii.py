@@ -6,7 +6,8 @@ email an `@`). Here each recognizer runs directly, only on the windows of text a
 (whole whitespace-delimited tokens around it, plus one token on each side), so its own regexes,
 checksums and validators decide exactly as they would on the full text (safety/rules.py lists where
 Switchyard is deliberately stricter or broader). A text of a few KB is scanned whole by a recognizer
-whose patterns run in linear time, when one of them occurs at all: cheaper than finding windows.
+whose patterns run in linear time, when one of them occurs at all: cheaper than finding windows
+(for card numbers and SSNs, when a cheaper gate matches: GATES).
 Context words (Presidio's `context`) raise a score the
 way its context enhancer does, looking at the five words before a match. On ASCII text the digit
 patterns run as faster twins (safety/twin.py), and phone numbers, card numbers and SSNs are looked for
@@ -61,6 +62,13 @@ TRIGGERS: dict[str, str] = {
             "DATE_TIME", "UUID",
         )
     },
+}
+# Cheaper than a trigger and a probe (every pattern, \b-bounded, as one alternation) together, for recognizers
+# whose matches are digits bounded by \b: such a match has no digit on either side. (The lookbehind comes after
+# the leading digits: a pattern led by digits is tried only where they are, one led by a lookbehind everywhere.)
+GATES: dict[str, str] = {
+    "CREDIT_CARD": r"\d{4}(?<!\d{5})(?:[- ]?\d{3,5}){3}(?!\d)",
+    "US_SSN": r"\d\d\d(?<!\d\d\d\d)(?:[- .]?\d\d[- .]?\d{4}|\d\d-\d{4}|-\d{6})(?!\d)",
 }
 _WARM_UP = (
     "call +1 415-555-0132, 020 7946 0958, 030 12345678, 01 23 45 67 89, 03-123-4567, 98765 43210 or (11) 91234-5678; "
@@ -149,31 +157,34 @@ class PiiScanner:
         self._nlp, self._runners = _build_runners(self.entities, ner_model, self.counts)
         if not any(runner.needs_nlp for runner in self._runners):
             self._nlp = None
+        self._steps = {ascii: _steps(self._runners, ascii) for ascii in (True, False)}
         self.analyze(_WARM_UP)  # phonenumbers compiles its larger patterns on first use: not on a request
 
     def analyze(self, text: str, deadline: float | None = None) -> tuple[Finding, ...]:
         """Findings in `text`; raises TimeoutError when the scan runs past `deadline` (perf_counter)."""
         artifacts = self._nlp.process_text(text, "en") if self._nlp is not None else None
         whole = [(0, len(text))]
-        ascii = text.isascii()
+        short = len(text) <= PROBE_CHARS
+        long_run_pattern, steps = self._steps[text.isascii()]
         spans_by_trigger: dict[regex.Pattern[str] | None, list[tuple[int, int]]] = {None: whole}
         found = []
         long_run: bool | None = None  # whether the text holds a LONG_RUN, once a runner asks
-        for runner in self._runners:
+        for runner, needs_long_run, gate, trigger, probe in steps:
             if deadline is not None and perf_counter() > deadline:
                 raise TimeoutError("PII scan ran out of time")
-            if runner.needs_long_run:
+            if needs_long_run:
                 if long_run is None:
-                    long_run = (LONG_RUN.ascii if ascii else LONG_RUN.unicode).search(text) is not None
+                    long_run = long_run_pattern.search(text) is not None
                 if not long_run:
                     continue
-            trigger = None if runner.trigger is None else runner.trigger.ascii if ascii else runner.trigger.unicode
-            probe = None if runner.probe is None else runner.probe.ascii if ascii else runner.probe.unicode
-            if probe is not None and len(text) <= PROBE_CHARS:
+            if probe is not None and short:
                 # Up to a few KB, a recognizer whose patterns all run in linear time scans the whole text
                 # (as stock Presidio does) if its trigger and then one of its patterns occur at all: that
                 # costs less than cutting the text into windows.
-                where = whole if (trigger is None or trigger.search(text)) and probe.search(text) else []
+                if gate is not None:
+                    where = whole if gate.search(text) else []
+                else:
+                    where = whole if (trigger is None or trigger.search(text)) and probe.search(text) else []
             else:
                 if trigger not in spans_by_trigger:
                     spans_by_trigger[trigger] = windows(text, trigger)
@@ -196,6 +207,20 @@ class PiiScanner:
             return False
         score = adjusted_score(entity, value, score)
         return score >= self.threshold or _with_context(text, start, score, context) >= self.threshold
+
+
+Step = tuple[Runner, bool, "regex.Pattern[str] | None", "regex.Pattern[str] | None", "regex.Pattern[str] | None"]
+
+
+def _steps(runners: Sequence[Runner], ascii: bool) -> tuple[regex.Pattern[str], list[Step]]:
+    """What `analyze` reads of each runner, for ASCII text or not, looked up once: (the LONG_RUN pattern,
+    [(runner, whether it needs a LONG_RUN, its gate, trigger and probe patterns)])."""
+
+    def pick(twin: Twin | None) -> regex.Pattern[str] | None:
+        return None if twin is None else twin.ascii if ascii else twin.unicode
+
+    steps = [(r, r.needs_long_run, pick(r.gate), pick(r.trigger), pick(r.probe)) for r in runners]
+    return (LONG_RUN.ascii if ascii else LONG_RUN.unicode), steps
 
 
 def _with_context(text: str, start: int, score: float, context: tuple[str, ...]) -> float:
@@ -230,6 +255,8 @@ def _build_runners(entities: Sequence[str], ner_model: str | None, counts: Count
             if isinstance(recognizer, CreditCardRecognizer):
                 recognizer.patterns = [*recognizer.patterns, MASTERCARD_2_SERIES]  # a copy: the list is the class's
             runners.append(PatternRunner(recognizer, covered, trigger))
+            if len(covered) == 1 and covered[0] in GATES and runners[-1].probe is not None:
+                runners[-1].gate = Twin(GATES[covered[0]])
         else:
             runners.append(AnalyzeRunner(recognizer, covered, trigger))
     missing = wanted - {e for r in runners for e in r.entities}

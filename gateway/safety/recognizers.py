@@ -8,8 +8,10 @@ text and the windows of it worth scanning (see `safety.pii.windows`):
   per-match explanation objects and timestamps that make `analyze` slow. A pattern without
   unbounded repetition runs in linear time and skips the `regex` timeout (which costs several times
   a short window's whole scan; see `untimed_window`); a window lacking a character every match
-  needs is skipped.
-- `IbanRunner`: IbanRecognizer's own `analyze`, replayed the same way.
+  needs is skipped. The slowest checks are replayed (safety/checks.py), and a value several patterns
+  match is checked once.
+- `IbanRunner`: IbanRecognizer's own `analyze`, replayed the same way; its pattern is tried only where
+  an IBAN can start.
 - `PhoneRunner`: PhoneRecognizer asks python-phonenumbers to match every region over the whole
   text (about 0.2 ms per region per digit group). Here each digit group is judged by
   `safety.phones`, which replays phonenumbers' verdicts from its metadata in microseconds; only a
@@ -20,24 +22,7 @@ text and the windows of it worth scanning (see `safety.pii.windows`):
 from __future__ import annotations
 
 import re
-import re._parser as sre_parser  # the stdlib's own regex parser, to read a pattern's repetitions
 from collections.abc import Callable, Iterator, Sequence
-from re._constants import (
-    ANY,
-    ASSERT,
-    ASSERT_NOT,
-    ATOMIC_GROUP,
-    BRANCH,
-    GROUPREF_EXISTS,
-    IN,
-    LITERAL,
-    MAX_REPEAT,
-    MAXREPEAT,
-    MIN_REPEAT,
-    NOT_LITERAL,
-    POSSESSIVE_REPEAT,
-    SUBPATTERN,
-)
 from time import perf_counter
 from typing import Any
 
@@ -45,13 +30,14 @@ import regex
 from phonenumbers import PhoneMetadata, PhoneNumberMatcher
 from gateway.safety.presidio import PatternRecognizer
 
+from gateway.safety.checks import checks
 from gateway.safety.phones import NumberingPlans, plain_digits
+from gateway.safety.reading import QUADRATIC_WINDOW, required, untimed_window  # noqa: F401 - QUADRATIC_WINDOW: for the tests
 from gateway.safety.rules import EXTRA_CONTEXT
 from gateway.safety.twin import Twin
 
 Span = tuple[int, int, str, float]
-_REPEATS = (MAX_REPEAT, MIN_REPEAT, POSSESSIVE_REPEAT)
-_SINGLE = (IN, LITERAL, NOT_LITERAL, ANY)  # what matches exactly one character
+_UNJUDGED = object()
 Window = tuple[int, int]
 
 
@@ -67,6 +53,9 @@ class Runner:
         self.needs_nlp = False
         self.needs_long_run = False  # finds nothing in a text without a LONG_RUN
         self.probe: Twin | None = None  # matches somewhere in a text iff one of the patterns does
+        # With a probe: a cheaper search matching somewhere in every text the trigger and the probe both
+        # match in (maybe more), that alone decides whether a short text is scanned whole.
+        self.gate: Twin | None = None
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         raise NotImplementedError
@@ -80,6 +69,8 @@ class _RegexRunner(Runner):
         flags = recognizer.global_regex_flags
         self._patterns = [(p.score, *_compiled(p.regex, flags)) for p in recognizer.patterns]
         self.probe = _probe(recognizer.patterns, flags)
+        if self.probe is not None and len(self._patterns) == 1:
+            self.gate = trigger  # (the probe would be the one pattern, searched twice where it occurs)
 
     def _matches(self, text: str, windows: Sequence[Window], deadline: float | None) -> Iterator[tuple[float, Any]]:
         """(pattern score, match) for every pattern in every window, pattern by pattern as Presidio goes."""
@@ -98,23 +89,31 @@ class PatternRunner(_RegexRunner):
         super().__init__(recognizer, entities, trigger)
         self.needs_long_run = trigger is not None and set(entities) <= LONG_RUN_ENTITIES  # (their triggers are such runs)
         self._entity = recognizer.supported_entities[0]
-        self._validate = recognizer.validate_result
-        self._invalidate = recognizer.invalidate_result
+        self._validate, self._invalidate = checks(recognizer)
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: dict[tuple[int, int], float] = {}
+        judged: dict[str, Any] = {}  # value -> validate_result, or False if dropped: patterns often match the same value
         for base, match in self._matches(text, windows, deadline):
             start, end = match.span()
             if start == end:
                 continue
             value = text[start:end]
-            valid = self._validate(value)
-            if valid is False or self._invalidate(value):
+            valid = judged.get(value, _UNJUDGED)
+            if valid is _UNJUDGED:
+                valid = self._validate(value)
+                if valid is not False and self._invalidate(value):
+                    valid = False
+                judged[value] = valid
+            if valid is False:
                 continue
             score = 1.0 if valid else base
             if found.get((start, end), -1.0) < score:
                 found[(start, end)] = score
         return [(start, end, self._entity, score) for (start, end), score in found.items()]
+
+
+_IBAN_HEAD = "(?<![A-Z0-9])([A-Z]{2}[0-9]{2}"  # how Presidio's IBAN pattern starts (two heads cannot overlap)
 
 
 class IbanRunner(_RegexRunner):
@@ -123,11 +122,37 @@ class IbanRunner(_RegexRunner):
 
     def __init__(self, recognizer: Any, entities: list[str], trigger: Twin | None) -> None:
         super().__init__(recognizer, entities, trigger)
-        self._validate = recognizer.validate_result
+        self._validate = checks(recognizer)[0]
+        # Presidio's pattern opens with a lookbehind, which the `regex` module tries at every position (about
+        # 5 µs on a short prompt); a match starts with two letters and two digits, so it is tried only there
+        # (when the pattern is the one known and runs without a timeout). The same flags: the same letters.
+        self._from_heads = all(
+            untimed is None and p.regex.startswith(_IBAN_HEAD) for (_, _, untimed, _), p in zip(self._patterns, recognizer.patterns)
+        )
+        # (Its two digits, looked for first and the letters behind them: faster than the letters first.)
+        self._heads = regex.compile("(?<=[A-Z][A-Z])[0-9]{2}", flags=recognizer.global_regex_flags)
+
+    def _from_heads_matches(self, text: str, windows: Sequence[Window]) -> Iterator[tuple[float, Any]]:
+        """What `_matches` gives, finding each match as `finditer` would: the leftmost at or after the last
+        one's end, tried at each place a match can start."""
+        ascii = text.isascii()
+        for base, twin, _, _ in self._patterns:
+            compiled = twin.ascii if ascii else twin.unicode
+            for low, high in windows:
+                after = low
+                for digits in self._heads.finditer(text, low, high):
+                    head = digits.start() - 2
+                    if head < after:
+                        continue  # (in the last match, or its letters before the window)
+                    match = compiled.match(text, head, high)
+                    if match is not None:
+                        after = match.end()
+                        yield base, match
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: list[Span] = []
-        for base, match in self._matches(text, windows, deadline):
+        matches = self._from_heads_matches(text, windows) if self._from_heads else self._matches(text, windows, deadline)
+        for base, match in matches:
             start = match.start()
             for group in range(len(match.groups()), 0, -1):
                 end = match.end(group) if match.end(group) > start else match.end()  # (-1: the group did not take part)
@@ -175,73 +200,6 @@ def _finditer(compiled: regex.Pattern[str], untimed: int | None, text: str, low:
     # A pathological input must not pin a core: matching stops at the scan's deadline.
     timeout = None if deadline is None else max(deadline - perf_counter(), 1e-6)
     return compiled.finditer(text, low, high, timeout=timeout)
-
-
-QUADRATIC_WINDOW = 256  # characters: n² steps of a backtracking matcher stay well under a millisecond
-MAX_NESTED_WORK = 64  # nested bounded repetitions whose maxima multiply past this are treated as unbounded
-
-
-def untimed_window(pattern: str) -> int | None:
-    """The longest window `pattern` may scan without a timeout: any (None) for a pattern without unbounded
-    (or deeply nested) repetition, whose work per starting position is small and bounded (linear time);
-    QUADRATIC_WINDOW for one with a single unbounded run of one character class (at most quadratic); 0
-    for anything else (Presidio's URL pattern takes seconds on 2 KB of "a.a.a."), or what the stdlib
-    parser cannot read.
-    """
-    try:
-        count = _unbounded(sre_parser.parse(pattern), 1)
-    except Exception:  # noqa: BLE001 - syntax only the `regex` module knows: assume the worst
-        return 0
-    return None if count == 0 else QUADRATIC_WINDOW if count == 1 else 0
-
-
-def _unbounded(items: Any, factor: int) -> int:
-    """How many unbounded repetitions `items` holds; 2 or more for any that is not a simple one, or for
-    bounded repetitions nested so deep that the work per position explodes (`factor`: the product of the
-    enclosing repetitions' maxima)."""
-    count = 0
-    for op, av in items:
-        if op in _REPEATS:
-            body = av[2]
-            if av[1] == MAXREPEAT:
-                count += 1 if factor == 1 and len(body) == 1 and body[0][0] in _SINGLE else 2
-                count += _unbounded(body, MAX_NESTED_WORK + 1)
-            else:
-                inner = factor * av[1] if av[1] > 1 else factor  # (an optional part repeats nothing)
-                count += 2 if inner > MAX_NESTED_WORK else _unbounded(body, inner)
-        elif op is SUBPATTERN:
-            count += _unbounded(av[3], factor)
-        elif op is BRANCH:
-            count += sum(_unbounded(alternative, factor) for alternative in av[1])
-        elif op in (ASSERT, ASSERT_NOT):
-            count += _unbounded(av[1], factor)
-        elif op is ATOMIC_GROUP:
-            count += _unbounded(av, factor)
-        elif op is GROUPREF_EXISTS:
-            count += 2
-    return count
-
-
-def required(pattern: str) -> frozenset[str]:
-    """Characters (other than letters, which case-insensitive flags would bend) every match of `pattern` contains."""
-    try:
-        return _required(sre_parser.parse(pattern))
-    except Exception:  # noqa: BLE001 - syntax only the `regex` module knows: no shortcut
-        return frozenset()
-
-
-def _required(sequence: Any) -> frozenset[str]:
-    found: set[str] = set()
-    for op, av in sequence:
-        if op is LITERAL and not chr(av).isalpha():
-            found.add(chr(av))
-        elif op in _REPEATS and av[0] >= 1:
-            found |= _required(av[2])
-        elif op is SUBPATTERN:
-            found |= _required(av[3])
-        elif op is BRANCH:
-            found |= frozenset.intersection(*(_required(alternative) for alternative in av[1]))
-    return frozenset(found)
 
 
 # Phone punctuation phonenumbers accepts between digit blocks (at most four characters of it); an
@@ -320,10 +278,11 @@ class PhoneRunner(Runner):
         inner = _tries(text[start:end]) - {digits}
         if not inner:
             return ()
-        regions = [r for r in self._regions if any(self._plans.valid_in_any(t, (r,)) for t in inner)]
-        if not regions or not reported and self._plans.valid_in_any(group, self._regions, digits):
+        if not reported and self._plans.valid_in_any(group, self._regions, digits):
             return ()  # (a group that is a number as a whole gives that number, which is not reported)
-        return self._match(text, lead, end, low, high, regions)
+        # (asked after that: a date such as 05/01/2026 04 is a number as a whole, and its parts in each region cost more)
+        regions = [r for r in self._regions if any(self._plans.valid_in_any(t, (r,)) for t in inner)]
+        return self._match(text, lead, end, low, high, regions) if regions else ()
 
     def _match(self, text: str, lead: int, end: int, low: int, high: int, regions: Sequence[str]) -> list[tuple[int, int]]:
         """phonenumbers' own matcher, per region, on the group and a little room around it (its lead
