@@ -132,6 +132,21 @@ def test_short_and_long_texts_find_the_same_values(scanner):
         assert long == short, text
 
 
+def test_a_value_at_the_end_of_a_run_of_digit_groups_is_found_in_long_texts_too(scanner):
+    """A trigger match can stop a group or two before a value that ends the run; the window must not."""
+    import random
+
+    rng = random.Random(11)
+    values = ["2300 5457 6624 0268", "4539 1488 0343 6467", "536-22-8471", "536 22 8471", "+44 20 7946 0958"]
+    filler = "Quarterly notes follow; nothing in this paragraph is personal data at all. " * 80
+    for _ in range(400):
+        groups = [str(rng.randrange(10 ** rng.randint(0, 4), 10 ** rng.randint(5, 10))) for _ in range(rng.randint(1, 3))]
+        text = "ref " + rng.choice(" -").join(groups) + rng.choice(" -") + rng.choice(values) + " ok"
+        padded = filler + text + " " + filler
+        long = [(f.entity, padded[f.start : f.end]) for f in scanner.analyze(padded)]
+        assert long == found(scanner, text), text
+
+
 def test_lower_case_iban_and_phone_groups_split_by_a_slash(scanner):
     assert ("IBAN_CODE", "de89370400440532013000") in found(scanner, "iban de89370400440532013000 please")
     text = "call 020 7946 0958/415-555-0132 today"

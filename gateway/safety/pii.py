@@ -40,6 +40,8 @@ CONTEXT_MIN_SCORE = 0.4
 CONTEXT_WORDS = 5
 PROBE_CHARS = 4096  # see analyze
 _WORD = re.compile(r"[^\W_]+")
+_DIGIT_GROUPS = re.compile(r"(?:[- .]?\d)*")  # the rest of a run of digit groups
+_GROUP_SEPARATORS = "- ."
 
 # Where each entity could be: a cheap regex whose matches must cover the whole entity (multi-token ones
 # included); its recognizer then runs on those stretches, widened to whole tokens plus one on each side.
@@ -117,12 +119,17 @@ def around(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def windows(text: str, trigger: regex.Pattern[str]) -> list[tuple[int, int]]:
-    """The stretches of whole tokens around each trigger match, one token of margin on each side, merged."""
+    """The stretches of whole tokens around each trigger match, one token of margin on each side, merged.
+    A match inside a run of digit groups (`1234567890 2300 5457 6624 0268`) widens to the whole run first: a
+    trigger match may end a group or two before a value that ends the run does."""
     found: list[tuple[int, int]] = []
     for match in trigger.finditer(text):
         start, end = match.span()
         if found and end <= found[-1][1]:
             continue  # inside the previous window already
+        end = _DIGIT_GROUPS.match(text, end).end()
+        while start > 1 and text[start - 1] in _GROUP_SEPARATORS and text[start - 2].isdigit() or start > 0 and text[start - 1].isdigit():
+            start -= 1
         start, end = around(text, start, end)
         if found and start <= found[-1][1]:
             found[-1] = (found[-1][0], max(end, found[-1][1]))
