@@ -11,10 +11,9 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.app import create_app
+from gateway.app import Dispatch, create_app
 from gateway.config import ServerConfig
 from gateway.errors import GatewayError
 from gateway.settings import Settings, demo_settings, load_settings
@@ -113,6 +112,7 @@ def _uvicorn_options(host: str, port: int, server: ServerConfig) -> dict:
         "access_log": False,
         "log_level": "warning",
         "server_header": False,
+        "proxy_headers": False,  # nothing reads the client address: no X-Forwarded-For rewriting per request
         # How long requests in flight get once a drain (gateway/drain.py) stops accepting connections.
         "timeout_graceful_shutdown": server.drain_timeout_s,
     }
@@ -142,7 +142,7 @@ def _nothing_to_drain(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> Dispatch:
     _configure_logging()  # a worker is a fresh interpreter: the supervisor's logging setup does not carry over
     path = os.environ.get(CONFIG_ENV)
     return create_app(load_settings(path, os.environ) if path else demo_settings())
