@@ -31,6 +31,53 @@ _REQUEST_TIMEOUT = (
 )
 
 
+class CorkedTransport:
+    """A transport whose writes of one event-loop turn go out as one: uvicorn writes a response's status line and
+    headers, then its body, each a system call of its own; corked, a JSON response is one `send`. Everything
+    written is flushed at the end of the turn, and before the transport closes or stops writing."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, resume_reading…
+        return getattr(self._transport, name)
+
+
 class SlowClientProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines for a request's headers, and then for its body.
 
@@ -46,7 +93,7 @@ class SlowClientProtocol(HttpToolsProtocol):
         self._in_headers = False  # a request's first byte has arrived, the end of its headers not yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm()  # a client that connects and says nothing is cut off too
 
     def data_received(self, data: bytes) -> None:
