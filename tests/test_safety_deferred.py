@@ -48,3 +48,23 @@ def test_the_first_use_of_spacy_loads_the_real_one_for_presidio_and_everyone() -
         """
     )
     assert out.splitlines() == ["False False", "True True True True", "module True", "stanza True"]
+
+
+def test_a_spacy_pipeline_runs_through_the_stand_ins_end_to_end(tmp_path) -> None:
+    """NER through Presidio's spaCy engine, spaCy having been deferred when Presidio was imported."""
+    out = run(
+        f"""
+        import sys
+        from gateway.safety.pii import PiiScanner  # Presidio imported, spaCy deferred
+        assert "spacy.cli" not in sys.modules
+        import spacy
+        nlp = spacy.blank("en")
+        ruler = nlp.add_pipe("entity_ruler")
+        ruler.add_patterns([{{"label": "PERSON", "pattern": "Alice Moreno"}}])
+        nlp.to_disk({str(tmp_path / "pipeline")!r})
+        scanner = PiiScanner(["PERSON", "EMAIL_ADDRESS"], 0.4, ner_model={str(tmp_path / "pipeline")!r})
+        text = "Please ask Alice Moreno at alice@example.com"
+        print(sorted((f.entity, text[f.start:f.end]) for f in scanner.analyze(text)))
+        """
+    )
+    assert out == "[('EMAIL_ADDRESS', 'alice@example.com'), ('PERSON', 'Alice Moreno')]"
