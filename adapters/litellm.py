@@ -145,7 +145,11 @@ def _upstream_error(target: str, exc: Exception) -> UpstreamError:
     retry_after = headers.get("retry-after") if headers is not None else None
     if "Timeout" in name or isinstance(exc, asyncio.TimeoutError):
         return UpstreamError("timeout", 504, f"{where} timed out")
-    if name == "APIConnectionError" or not isinstance(status, int):
+    if name == "APIConnectionError":
         return UpstreamError("connect", 502, f"could not reach {where}")
+    if not isinstance(status, int):
+        # Anything else without an HTTP status (a malformed reply, a provider SDK's own failure): the target
+        # answered, so not "could not reach"; the exception's name says which, its text may quote the prompt.
+        return UpstreamError("protocol", 502, f"{where} failed ({name})")
     detail = str(getattr(exc, "message", "")) or None
     return status_error(target, status, detail, retry_after=retry_after, code=_LITELLM_CODES.get(name))
