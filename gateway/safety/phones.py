@@ -119,6 +119,8 @@ class _Plan:
             and not _FIRST_GROUP_ONLY.fullmatch(f.national_prefix_formatting_rule)
             for f in formats
         ]
+        if not any(self.needs_prefix):
+            self.formats = None  # (no format requires the prefix: wants_prefix is False without matching one)
 
     def viable(self, number: str) -> bool:
         """_match_national_number against the general description (the pattern only, no lengths)."""

@@ -90,6 +90,30 @@ class PatternRunner(_RegexRunner):
         self.needs_long_run = trigger is not None and set(entities) <= LONG_RUN_ENTITIES  # (their triggers are such runs)
         self._entity = recognizer.supported_entities[0]
         self._validate, self._invalidate = checks(recognizer)
+        # A pattern matching at every place one of the patterns can match from (and maybe more): set (with
+        # linear-time patterns only), each pattern is tried just there. Several \b-led patterns each scanning
+        # a text cost more than one digit-led scan for their possible starts.
+        self.starts: Twin | None = None
+
+    def _matches(self, text: str, windows: Sequence[Window], deadline: float | None) -> Iterator[tuple[float, Any]]:
+        if self.starts is None:
+            yield from super()._matches(text, windows, deadline)
+            return
+        ascii = text.isascii()
+        starts = self.starts.ascii if ascii else self.starts.unicode
+        places = [[m.start() for m in starts.finditer(text, low, high, overlapped=True)] for low, high in windows]
+        for base, twin, _, needs in self._patterns:
+            compiled = twin.ascii if ascii else twin.unicode
+            for (low, high), at in zip(windows, places):
+                if needs and not all(text.find(c, low, high) >= 0 for c in needs):
+                    continue
+                after = low  # what finditer gives: the leftmost match at or after the last one's end
+                for start in at:
+                    if start >= after:
+                        match = compiled.match(text, start, high)
+                        if match is not None:
+                            after = match.end()
+                            yield base, match
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: dict[tuple[int, int], float] = {}
@@ -246,6 +270,10 @@ class PhoneRunner(Runner):
         self._plans = NumberingPlans(self._regions)
         self._min_digits = max(MIN_PHONE_DIGITS, self._plans.min_digits)
         self._counts = counts
+        # _GROUP's runs of at least _min_digits digits, in ASCII text: a run's first digit is followed by
+        # the rest, each after at most four characters of phone punctuation (a shorter run fails at each of
+        # its digits, as every later start sees fewer).
+        self._long_groups = regex.compile(rf"[0-9](?=(?:{_GAP_CHAR}{{0,4}}[0-9]){{{self._min_digits - 1}}})[0-9]*(?:{_GAP}[0-9]+)*")
 
     def spans(self, text: str, windows: Sequence[Window], artifacts: Any, deadline: float | None) -> list[Span]:
         found: dict[tuple[int, int], None] = {}
@@ -298,7 +326,13 @@ class PhoneRunner(Runner):
     def _groups(self, text: str, low: int, high: int) -> Iterator[tuple[int, int, bool]]:
         """Runs of digit blocks joined by short phone punctuation, as the matcher's candidates are:
         (start, end, whether it has separators)."""
-        for match in _GROUP.on(text).finditer(text, low, high):
+        if text.isascii():
+            # (Most runs are short: the pattern skips them itself, sparing a Python step each.)
+            for match in self._long_groups.finditer(text, low, high):
+                start, end = match.span()
+                yield start, end, not match.group().isdigit()
+            return
+        for match in _GROUP.unicode.finditer(text, low, high):
             start, end = match.span()
             if end - start < self._min_digits:
                 continue
@@ -320,6 +354,9 @@ _NOT_DIGIT = re.compile(r"\D+")
 
 def _tries(candidate: str) -> set[str]:
     """The digit strings (long enough to be a phone number) the matcher may parse for `candidate` (a superset)."""
+    tokens = candidate.split()
+    if len(tokens) == 1 and "/" not in candidate and "." not in candidate and _WIDE_HYPHENS.isdisjoint(candidate):
+        return set()  # no separator the matcher splits at (a date such as 2011-07-20): the fast common answer
     texts: list[str] = []
     for needle, separator in _TO_END:
         if needle in candidate if needle else not _WIDE_HYPHENS.isdisjoint(candidate):
@@ -329,7 +366,6 @@ def _tries(candidate: str) -> set[str]:
                 texts.append(candidate[match.end() :])
     if "." in candidate:
         texts += _DOTS.split(candidate)
-    tokens = candidate.split()
     if len(tokens) > 1:
         texts += tokens
     tries = {_NOT_DIGIT.sub("", t) for t in texts if len(t) >= MIN_PHONE_DIGITS}

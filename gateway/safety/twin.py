@@ -10,12 +10,38 @@ from __future__ import annotations
 import regex
 
 
+class AnyOf:
+    """Patterns that together stand for their alternation, where only whether and where they match counts
+    (a trigger): the `regex` module scans fast for a pattern led by one character range, while an alternation
+    of differently led patterns is tried at every position."""
+
+    __slots__ = ("patterns",)
+
+    def __init__(self, patterns: tuple[regex.Pattern[str], ...]) -> None:
+        self.patterns = patterns
+
+    def search(self, text: str) -> regex.Match[str] | None:
+        """The leftmost match of any of them."""
+        found = [match for match in (p.search(text) for p in self.patterns) if match is not None]
+        return min(found, key=regex.Match.start) if found else None
+
+    def finditer(self, text: str) -> list[regex.Match[str]]:
+        """Each one's matches, in order of their starts (one's may overlap another's)."""
+        return sorted((match for p in self.patterns for match in p.finditer(text)), key=regex.Match.start)
+
+
 class Twin:
-    """`unicode`: the pattern as written; `ascii`: the same for ASCII text, faster."""
+    """`unicode`: the pattern as written; `ascii`: the same for ASCII text, faster. A tuple of patterns
+    stands for their alternation, searched as AnyOf."""
 
     __slots__ = ("unicode", "ascii")
 
-    def __init__(self, pattern: str, flags: int = 0) -> None:
+    def __init__(self, pattern: str | tuple[str, ...], flags: int = 0) -> None:
+        if isinstance(pattern, tuple):
+            twins = [Twin(p, flags) for p in pattern]
+            self.unicode: regex.Pattern[str] | AnyOf = AnyOf(tuple(t.unicode for t in twins))  # type: ignore[misc]
+            self.ascii: regex.Pattern[str] | AnyOf = AnyOf(tuple(t.ascii for t in twins))  # type: ignore[misc]
+            return
         self.unicode = regex.compile(pattern, flags=flags)
         spelled = pattern if flags & regex.VERBOSE else ascii_digits(pattern)
         # The module's fast scan for a leading set takes one range, not a range and a character: [0-9:] is [0-:].
