@@ -29,8 +29,6 @@ from gateway.safety.engine import SafetyEngine
 
 log = logging.getLogger("switchyard.policy")
 
-YOUNG_COLLECTION_THRESHOLD = 10_000  # see Runtime.start
-
 
 @dataclass(frozen=True)
 class LoadedPolicies:
@@ -70,10 +68,6 @@ class Runtime:
         # What start-up built (modules, config, Presidio's recognizers when PII is on) lives as long as the
         # process: out of the cyclic collector's scans, which otherwise walk it all on every full collection.
         gc.freeze()
-        # A request allocates a few hundred tracked objects, nearly all freed by reference counting when it ends;
-        # at the default threshold (700) the young generation is collected every few requests for almost nothing.
-        # 10,000 cuts ~7 % of the CPU per request with the safety filters on, for a few MB of garbage at most.
-        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
     async def close(self) -> None:
         adapters = (adapter.close() for adapter in self.adapters.values())
