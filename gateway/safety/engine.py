@@ -33,7 +33,7 @@ from gateway.safety.injection import InjectionDetector, Verdict
 from gateway.safety.restore import Restorer
 from gateway.safety.schema import AbusePolicy, PiiPolicy, SafetyPolicy
 from gateway.safety.secrets import find_secrets
-from gateway.safety.slots import Path, Slot, replaced, text_slots
+from gateway.safety.slots import Path, Slot, replaced, spliced, text_slots
 
 if TYPE_CHECKING:
     from gateway.safety.responses import ReplyRedactor  # imported with Presidio, only for a policy that asks
@@ -306,21 +306,12 @@ class SafetyEngine:
         if secrets:
             # A secret wins over any PII finding overlapping it; secrets become <SECRET> first.
             findings = [f for f in findings if all(f.end <= s or f.start >= e for s, e, _ in secrets)]
-        assert self._transformer is not None or not findings
-        out, position = [], 0
-        if not secrets:
-            spans: Sequence[tuple[int, int, Any]] = [(f.start, f.end, f) for f in findings]  # (in text order already)
-        else:
-            spans = sorted([(f.start, f.end, f) for f in findings] + [(s, e, None) for s, e, _ in secrets], key=lambda x: x[0])
-        for start, end, finding in spans:
-            out.append(text[position:start])
-            if finding is None:
-                out.append("<SECRET>")
-            else:
-                assert self._transformer is not None
-                value = text[start:end]
-                out.append(self._transformer.replacement(finding.entity, value, pseudonyms) or value)
-            position = end
-        out.append(text[position:])
-        return "".join(out)
+        replacements = [(start, end, "<SECRET>") for start, end, _ in secrets]
+        for finding in findings:
+            assert self._transformer is not None
+            value = text[finding.start : finding.end]
+            replacements.append((finding.start, finding.end, self._transformer.replacement(finding.entity, value, pseudonyms) or value))
+        if secrets:
+            replacements.sort(key=lambda span: span[0])  # (findings alone are in text order already)
+        return spliced(text, replacements)
 

@@ -39,6 +39,7 @@ from gateway.exchange import Exchange
 from gateway.safety.pii import Finding, PiiScanner
 from gateway.safety.restore import Key, rewrite_stream
 from gateway.safety.schema import NER_ENTITIES
+from gateway.safety.slots import spliced
 
 HOLD_CHARS = 128  # longest tail a stream holds back (emails and spaced numbers are far shorter)
 CONTEXT_CHARS = 100  # released text kept as the next scan's left context: covers the scanner's 80-character look-back
@@ -121,13 +122,7 @@ def _number_in(token: str) -> int | None:
 
 
 def redacted(text: str, findings: Sequence[Finding]) -> str:
-    out, position = [], 0
-    for finding in findings:
-        out.append(text[position : finding.start])
-        out.append(f"<{finding.entity}>")
-        position = finding.end
-    out.append(text[position:])
-    return "".join(out)
+    return spliced(text, ((f.start, f.end, f"<{f.entity}>") for f in findings))
 
 
 class ReplyRedactor:

@@ -1,14 +1,15 @@
 """Where user-controlled text lives in a request body, and a copy of the body with some of it replaced.
 
 A slot is one string of the body, addressed by its path: message contents and their text parts,
-tool-call arguments, completion prompts, embedding inputs. `replaced` copies only the containers on
+tool-call arguments, completion prompts, embedding inputs. `spliced` rewrites spans of one string (the
+redactions, masks and placeholders of safety/transform.py); `replaced` copies only the containers on
 the changed paths, so a redacted body shares everything else with the client's (which stays
 untouched: retries and fallbacks all send the same redacted copy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,3 +78,17 @@ def replaced(body: dict[str, Any], changes: Mapping[Path, str]) -> dict[str, Any
             node = child
         node[path[-1]] = text
     return root
+
+
+def spliced(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
+    """`text` with each (start, end, replacement) span replaced; spans in text order, not overlapping."""
+    out: list[str] = []
+    position = 0
+    for start, end, replacement in spans:
+        out.append(text[position:start])
+        out.append(replacement)
+        position = end
+    if not out:
+        return text
+    out.append(text[position:])
+    return "".join(out)

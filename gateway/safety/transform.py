@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 
 from gateway.safety.pii import Finding
+from gateway.safety.slots import spliced
 
 MASK_KEEP = 4  # trailing letters/digits a mask leaves readable, as on a card receipt
 
@@ -60,19 +61,8 @@ class Transformer:
         return any(self._actions[e] in ("redact", "mask", "hash", "pseudonymize") for e in entities)
 
     def apply(self, text: str, findings: Iterable[Finding], pseudonyms: Pseudonyms) -> str:
-        out: list[str] = []
-        position = 0
-        for finding in findings:
-            replacement = self.replacement(finding.entity, text[finding.start : finding.end], pseudonyms)
-            if replacement is None:
-                continue
-            out.append(text[position : finding.start])
-            out.append(replacement)
-            position = finding.end
-        if not out:
-            return text
-        out.append(text[position:])
-        return "".join(out)
+        spans = ((f.start, f.end, self.replacement(f.entity, text[f.start : f.end], pseudonyms)) for f in findings)
+        return spliced(text, ((start, end, new) for start, end, new in spans if new is not None))
 
     def replacement(self, entity: str, value: str, pseudonyms: Pseudonyms | None) -> str | None:
         """What replaces `value`; `pseudonyms` may be None when no entity is pseudonymized."""
