@@ -163,7 +163,7 @@ def create_app(settings: Settings) -> Dispatch:
         routes=routes,
         middleware=[
             Middleware(DrainAwareMiddleware, drain=drain),
-            Middleware(GatewayHeaders, pipeline_paths=list(pipeline_apps)),
+            Middleware(GatewayHeaders),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},

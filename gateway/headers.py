@@ -1,13 +1,12 @@
-"""Gateway headers on every response, including those the pipeline does not write itself.
+"""Gateway headers on the responses the pipeline does not write itself.
 
-Pipeline endpoints set their own (route, target, attempts and overhead need the request's
-journey), so they pass straight through; everything else — /v1/models, probes, 404s — gets a
-request id, `x-switchyard-target: none` and the overhead here.
+Pipeline requests never come through here (app.Dispatch sends them straight to the pipeline, which sets
+route, target, attempts and overhead from the request's journey); everything else — /v1/models, probes,
+404s, a GET on a pipeline path — gets a request id, `x-switchyard-target: none` and the overhead here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from time import perf_counter
 from typing import Any
 
@@ -15,12 +14,11 @@ from gateway.exchange import request_id_from
 
 
 class GatewayHeaders:
-    def __init__(self, app: Any, pipeline_paths: Collection[str]) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self._pipeline_paths = frozenset(pipeline_paths)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self._pipeline_paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = perf_counter()

@@ -34,4 +34,5 @@ async def test_other_paths_and_methods_still_get_starlette_routing(client):
         wrong_method = await client.get("/v1/chat/completions")
         unknown = await client.post("/v1/nothing-here", json={})
     assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert len(wrong_method.headers["x-request-id"]) == 24 and wrong_method.headers["x-switchyard-target"] == "none"
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_url")
