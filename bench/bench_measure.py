@@ -6,7 +6,9 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import statistics
+import string
 import subprocess
 import time
 from dataclasses import dataclass
@@ -78,6 +80,12 @@ def preflight(port: int, key: str, model: str, body: bytes | None = None) -> dic
     return resp_headers
 
 
+def run_id() -> str:
+    """A tag new for every load run (letters only, so no detector reads it as a number): the prompts of one
+    run never repeat an earlier run's, which the safety filters' cache would answer."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+
+
 def run_wrk(wrk: str, taskset: str, core: int, port: int, duration_s: int, connections: int,
             key: str, model: str, script: Path | None = None) -> WrkResult:
     """Run wrk pinned to `core` (1 thread, Lua POST script, default LUA_SCRIPT) and parse its JSON
@@ -86,7 +94,8 @@ def run_wrk(wrk: str, taskset: str, core: int, port: int, duration_s: int, conne
     argv = [taskset, "-c", str(core), wrk, "-t1", f"-c{connections}", f"-d{duration_s}s",
             "--latency", "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}{CHAT_PATH}"]
     # BENCH_LUA_DIR: safety_post.lua loads post.lua from there.
-    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model, "BENCH_LUA_DIR": str(BENCH_DIR)}
+    env = {**os.environ, "BENCH_KEY": key, "BENCH_MODEL": model, "BENCH_LUA_DIR": str(BENCH_DIR),
+           "BENCH_RUN": run_id()}
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration_s + 60)
     except subprocess.TimeoutExpired as exc:

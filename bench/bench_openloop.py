@@ -31,7 +31,7 @@ from statistics import median
 import aiohttp
 import uvloop
 
-from bench_measure import CHAT_PATH, VARYING_SCRIPT, percentile
+from bench_measure import CHAT_PATH, VARYING_SCRIPT, percentile, run_id
 from bench_proc import HarnessError, realtime_client
 
 BodyFactory = Callable[[int], bytes]
@@ -66,10 +66,11 @@ def _lua_prose(script: Path) -> str:
 
 
 def varying_bodies(model: str, script: Path = VARYING_SCRIPT) -> BodyFactory:
-    """Body i: the safety_post.lua request (system + ~1 KB user prompt + " Reference i.")."""
+    """Body i: the safety_post.lua request (system + ~1 KB user prompt + " Reference <run>-i."), where
+    <run> is new for every factory: a later round must not find an earlier round's prompts in the cache."""
     prose = _lua_prose(script)
     head = ('{"model":"' + model + '","messages":[{"role":"system","content":"You are terse."},'
-            '{"role":"user","content":"' + prose + " Reference ").encode()
+            '{"role":"user","content":"' + prose + " Reference " + run_id() + "-").encode()
     tail = b'."}],"max_tokens":32}'
     return lambda i: head + str(i).encode() + tail
 

@@ -15,11 +15,13 @@ local prose = "Please summarise the following update for the leadership team and
   .. "jordan.reyes@northwind-corp.com before Friday. Risks: the vendor contract renewal and hiring for the "
   .. "data platform team, where two offers are still open and one candidate asked for more time. "
 
+-- BENCH_RUN: unique per wrk run, so a later run does not find the earlier run's prompts in the cache.
+local run = os.getenv("BENCH_RUN") or "0"
 local counter = 0
 
 request = function()
   counter = counter + 1
-  local tag = fixed and "" or (" Reference " .. counter .. ".")
+  local tag = fixed and "" or (" Reference " .. run .. "-" .. counter .. ".")
   local body = '{"model":"' .. model .. '","messages":[{"role":"system","content":"You are terse."},'
     .. '{"role":"user","content":"' .. prose .. tag .. '"}],"max_tokens":32}'
   return wrk.format(nil, nil, nil, body)

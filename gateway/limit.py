@@ -5,6 +5,11 @@ request are checked and consumed in one atomic call: one Lua call in Redis when 
 set, shared by every replica, else process memory. What a request used is told back when it ends
 (`settle`): its concurrency slot, its actual tokens, its cost.
 
+With Redis, the call starts earlier (`reserve`): on the route presumed before the safety scan, so the
+round trip runs while the request is scanned. `admit` then takes that verdict when the final route has
+the same limits; otherwise, and for a request refused before it reaches `admit`, the early admission is
+cancelled once its reply is in (it stops counting against every limit) and, if need be, made again.
+
 Every key of one request carries the tenant's hash tag (`sy:{tenant}:…`): tenant, key and route
 limits are all the tenant's own, so one call touches one Redis Cluster slot. Semantics:
 gateway/limits_base.py.
@@ -12,11 +17,13 @@ gateway/limits_base.py.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from gateway.auth import Tenant, key_id
 from gateway.config import Limits, StateConfig, TenantConfig
@@ -25,6 +32,7 @@ from gateway.exchange import Exchange
 from gateway.limits_base import MINUTE_MS, Kind, LimitSpec, LimitsUnavailable, Plan, Verdict
 from gateway.limits_memory import MemoryLimits
 from gateway.limits_redis import RedisLimits
+from gateway.limits_redis import verdict as verdict_of
 from policies.conditions import RequestFacts
 from policies.engine import RouteDecision
 
@@ -47,15 +55,19 @@ Header = tuple[bytes, bytes]
 
 
 class Admission:
-    """A request let in: what it must tell its limits when it ends."""
+    """A request let in: what it must tell its limits when it ends. While `reply` is set, it is an early
+    admission (see `Limiter.reserve`) whose verdict no one has taken yet."""
 
-    __slots__ = ("plan", "backend", "entry", "tokens")
+    __slots__ = ("plan", "backend", "entry", "tokens", "reply")
 
-    def __init__(self, plan: Plan, backend: MemoryLimits | RedisLimits, entry: str, tokens: int) -> None:
+    def __init__(
+        self, plan: Plan, backend: MemoryLimits | RedisLimits, entry: str, tokens: int, reply: asyncio.Future[Any] | None = None
+    ) -> None:
         self.plan = plan
         self.backend = backend
         self.entry = entry
         self.tokens = tokens
+        self.reply = reply
 
 
 def limit_specs(limits: Limits, tenant: str, scope_key: str, scope: str, lease_ms: int) -> tuple[LimitSpec, ...]:
@@ -137,16 +149,41 @@ class Limiter:
             plan = self._route_plans[cache_key] = Plan(self._callers.get(tenant.key_id, ()) + route)
         return plan
 
-    async def admit(self, tenant: Tenant, decision: RouteDecision, facts: RequestFacts, exchange: Exchange) -> None:
-        """Lets the request in (recording what it holds on the exchange) or raises GatewayError 429/503."""
+    def reserve(self, tenant: Tenant, decision: RouteDecision | None, facts: RequestFacts, exchange: Exchange) -> None:
+        """Starts the Redis admission for the route the request presumably takes (decided before the safety
+        scan), kept on the exchange for `admit`. Nothing to gain in memory, where admission takes no wait."""
+        shared = self._shared
+        if shared is None or decision is None or decision.deny is not None:
+            return
         plan = self._plan(tenant, decision)
         if plan is None:
             return
         tokens = max(1, facts.prompt_tokens) if plan.uses_tokens else 0
         entry = self._entry_prefix + str(next(self._entries))
+        try:
+            reply = shared.start_admission(plan, entry, tokens)
+        except LimitsUnavailable:
+            return  # `admit` tries again and applies on_redis_error
+        exchange.admission = Admission(plan, shared, entry, tokens, reply)
+
+    async def admit(self, tenant: Tenant, decision: RouteDecision, facts: RequestFacts, exchange: Exchange) -> None:
+        """Lets the request in (recording what it holds on the exchange) or raises GatewayError 429/503."""
+        plan = self._plan(tenant, decision)
+        early, exchange.admission = exchange.admission, None
+        if early is not None and early.plan is not plan:
+            self._cancel(early)  # the final route has other limits
+            early = None
+        if plan is None:
+            return
+        if early is not None:
+            entry, tokens, pending = early.entry, early.tokens, early.reply
+        else:
+            tokens = max(1, facts.prompt_tokens) if plan.uses_tokens else 0
+            entry = self._entry_prefix + str(next(self._entries))
+            pending = None
         backend: MemoryLimits | RedisLimits = self._shared or self._local
         try:
-            verdict = await backend.admit(plan, entry, tokens)
+            verdict = verdict_of(await pending) if pending is not None else await backend.admit(plan, entry, tokens)
         except LimitsUnavailable:
             self._on_degraded("fail_open" if self._fail_open else "fail_closed")
             if not self._fail_open:
@@ -168,6 +205,9 @@ class Limiter:
         if admission is None:
             return
         exchange.admission = None
+        if admission.reply is not None:  # refused before `admit` took the early verdict: never sent
+            self._cancel(admission)
+            return
         plan = admission.plan
         usage = exchange.usage
         used = usage.input_tokens + usage.output_tokens
@@ -176,6 +216,16 @@ class Limiter:
         usd = (exchange.cost_usd or 0.0) if plan.has_budget else 0.0
         if delta or usd > 0 or plan.leases:
             admission.backend.settle(plan, admission.entry, delta, usd)
+
+    @staticmethod
+    def _cancel(early: Admission) -> None:
+        """Undoes an early admission the request will not use, once its reply is in."""
+        reply = early.reply
+        assert reply is not None and isinstance(early.backend, RedisLimits)
+        if reply.cancel():
+            return  # still in flight: the Redis backend undoes it when the reply arrives
+        if reply.exception() is None and reply.result()[0] == 1:
+            early.backend.cancel(early.plan, early.entry)
 
     def _unavailable(self) -> GatewayError:
         return GatewayError(

@@ -4,10 +4,11 @@
 -- KEYS   per limit, in order: requests → log (zset); tokens → log (zset), weights (hash, "_" = total);
 --        concurrent → leases (zset, score = expiry); usd_day / usd_month → budget (hash: p = period, s = spent).
 --        All keys of one call share the tenant's hash tag, so the call is valid on Redis Cluster.
--- ARGV   mode ("admit" | "settle"), entry count, per entry: now (ms; "0": Redis TIME, one clock for every replica),
+-- ARGV   mode ("admit" | "settle" | "cancel"), entry count, per entry: now (ms; "0": Redis TIME, one clock for every replica),
 --        id, tokens (admit: the prompt estimate; settle: actual minus estimate), usd (settle: the cost);
 --        then per limit: kind (1 requests, 2 tokens, 3 concurrent, 4 usd_day, 5 usd_month), amount, span (ms).
---        An admission has one entry; a settlement may carry many requests of the same limits.
+--        An admission has one entry; a settlement may carry many requests of the same limits. A cancellation
+--        takes back admissions whose requests were never sent: they stop counting against every limit.
 -- Admit returns {admitted, failed (1-based, 0 none), retry_ms (-1 never), requests limit, remaining, reset_ms,
 --        tokens limit, remaining, reset_ms, now}; limit -1 when there is none of that kind.
 
@@ -146,6 +147,31 @@ local function settle(id, tokens, usd)
   end
 end
 
+-- An admitted request that was never sent: out of every log, its lease and its token weight freed.
+local function cancel(id)
+  local k = 1
+  for i = 1, count do
+    local kind = spec(i)
+    if kind == TOKENS then
+      local log, weights = KEYS[k], KEYS[k + 1]
+      k = k + 2
+      local weight = tonumber(redis.call('HGET', weights, id))
+      if weight then
+        redis.call('HDEL', weights, id)
+        redis.call('HINCRBY', weights, '_', -weight)
+        redis.call('ZREM', log, id)
+      end
+    else
+      if kind == REQUESTS or kind == CONCURRENT then redis.call('ZREM', KEYS[k], id) end
+      k = k + 1
+    end
+  end
+end
+
+if mode == 'cancel' then
+  for e = 0, entries - 1 do cancel(ARGV[4 + 4 * e]) end
+  return 0
+end
 if mode == 'settle' then
   for e = 0, entries - 1 do
     local at = 3 + 4 * e

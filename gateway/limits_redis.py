@@ -2,7 +2,9 @@
 
 Each call is one EVALSHA of gateway/limits.lua (EVAL when Redis answers NOSCRIPT, e.g. after a restart).
 Calls made during the same event-loop turn are written together as one pipeline on one connection:
-under load many admissions share one round trip and one read. Settlements (what ended requests used)
+under load many admissions share one round trip and one read. An admission made while no call is pending
+or in flight is written at once instead (at low load there is nobody to wait for), so that its round trip
+runs while the request is scanned. Settlements (what ended requests used)
 are not awaited: they wait up to SETTLE_DELAY_S to ride along with an admission, and those of the same
 plan in one pipeline become one call. Commands are pre-encoded per plan, so a call only encodes its few
 per-request arguments. Connections come from redis-py (hiredis parser);
@@ -49,7 +51,7 @@ def _command(*parts: bytes) -> bytes:
 
 _EVALSHA = _bulk(b"EVALSHA") + _bulk(SCRIPT_SHA)
 _EVAL = _bulk(b"EVAL") + _bulk(SCRIPT)
-_ADMIT, _SETTLE = _bulk(b"admit"), _bulk(b"settle")
+_ADMIT, _SETTLE, _CANCEL = _bulk(b"admit"), _bulk(b"settle"), _bulk(b"cancel")
 _REDIS_TIME, _NO_USD = _bulk(b"0"), _bulk(b"0")
 _SCRIPT_LOAD = _command(b"SCRIPT", b"LOAD", SCRIPT)
 _PING = _command(b"PING")
@@ -79,7 +81,8 @@ class _Wires:
 
 
 class _Call:
-    """One EVALSHA: an admission (one entry, awaited), or the settlements of one plan's ended requests."""
+    """One EVALSHA: an admission (one entry, awaited), or the settlements (or cancellations) of one plan's
+    ended requests."""
 
     __slots__ = ("wire", "mode", "entries", "future")
 
@@ -98,17 +101,17 @@ class _Call:
 
 
 def _merge_settlements(calls: list[_Call]) -> list[_Call]:
-    """One call per plan for the settlements in `calls`, ahead of the admissions (ended requests free their
-    slots first)."""
-    merged: dict[_Wire, _Call] = {}
+    """One call per plan and mode for the settlements and cancellations in `calls`, ahead of the admissions
+    (ended requests free their slots first)."""
+    merged: dict[tuple[_Wire, bytes], _Call] = {}
     admissions: list[_Call] = []
     for call in calls:
         if call.future is not None:
             admissions.append(call)
-        elif call.wire in merged:
-            merged[call.wire].entries.extend(call.entries)
+        elif (call.wire, call.mode) in merged:
+            merged[call.wire, call.mode].entries.extend(call.entries)
         else:
-            merged[call.wire] = call
+            merged[call.wire, call.mode] = call
     return [*merged.values(), *admissions]
 
 
@@ -215,12 +218,22 @@ class RedisLimits:
         return wires
 
     async def admit(self, plan: Plan, entry: str, tokens: int) -> Verdict:
+        return verdict(await self.start_admission(plan, entry, tokens))
+
+    def start_admission(self, plan: Plan, entry: str, tokens: int) -> asyncio.Future[Any]:
+        """Sends the admission; the future's result is its reply (see `verdict`), or LimitsUnavailable.
+        Cancelling the future before the reply undoes the admission once the reply is in."""
         if not self.up:
             raise LimitsUnavailable(self.where)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._submit(_Call(self._wires(plan).admit, _ADMIT, [self._entry(entry, tokens, _NO_USD)], future))
-        reply = await future
-        return Verdict(reply[0] == 1, reply[1] - 1, *reply[2:])
+        return future
+
+    def cancel(self, plan: Plan, entry: str) -> None:
+        """Undoes an admission whose request was never sent: it no longer counts against any limit. Queued
+        like a settlement; call it only once the admission's reply is in (else it could overtake it)."""
+        if self.up:
+            self._submit(_Call(self._wires(plan).admit, _CANCEL, [self._entry(entry, 0, _NO_USD)], None))
 
     def settle(self, plan: Plan, entry: str, token_delta: int, usd: float) -> None:
         """Queued, not awaited: the response is already on its way. Lost if Redis is down (leases expire)."""
@@ -229,9 +242,13 @@ class RedisLimits:
             self._submit(_Call(self._wires(plan).settle, _SETTLE, [self._entry(entry, token_delta, usd_bulk)], None))
 
     def _submit(self, call: _Call) -> None:
+        idle = not self._pending and not self._in_flight
         self._pending.append(call)
         if call.future is not None:
-            self._kick_soon()
+            if idle:
+                self._kick()
+            else:
+                self._kick_soon()
         elif self._kick_timer is None and not self._kick_scheduled:
             # Nobody waits for a settlement: it rides along with the next admission, or goes on its own soon.
             self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
@@ -292,7 +309,12 @@ class RedisLimits:
                 self._went_down(f"script error: {reply}")
                 reply = LimitsUnavailable(self.where)
             future = call.future
-            if future is not None and not future.done():
+            if future is None:
+                continue
+            if future.cancelled():  # nobody waits for this admission any more: undo it if it was admitted
+                if isinstance(reply, list) and reply[0] == 1:
+                    self._submit(_Call(call.wire, _CANCEL, call.entries, None))
+            elif not future.done():
                 if isinstance(reply, Exception):
                     future.set_exception(reply)
                 else:
@@ -310,6 +332,11 @@ class RedisLimits:
                     raise
                 replies.append(error)
         return replies
+
+
+def verdict(reply: list[int]) -> Verdict:
+    """An admission's reply (limits.lua) as a Verdict."""
+    return Verdict(reply[0] == 1, reply[1] - 1, *reply[2:])
 
 
 def _reason(error: Exception) -> str:

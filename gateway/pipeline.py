@@ -6,8 +6,11 @@ Each step lives in its own module with one job; this file only wires them in ord
 Inspect (gateway/safety/engine.py) scans before decide so routes can match on what it found; the
 PII actions it prescribes apply once the route is known (a `keep_pii` route gets the body as sent).
 Limit (gateway/limit.py) comes after decide, because a route can carry limits of its own, and
-checks them all in one call. Record (observability/recorder.py) runs once per request, whatever
-the outcome, after the last byte; what the request used is then settled with its limits.
+checks them all in one call. That call is started before inspect, on the route presumed from what
+is known then, so its Redis round trip runs during the scan; limit takes its verdict if the final
+route has the same limits, and errors keep the order above. Record (observability/recorder.py) runs
+once per request, whatever the outcome, after the last byte; what the request used is then settled
+with its limits.
 """
 
 from __future__ import annotations
@@ -65,13 +68,13 @@ class Pipeline:
             exchange.policy_version = runtime.policy.version
             if not tenant.may_use(request.model):
                 raise _model_not_allowed(request.model)
+            facts = RequestFacts(request.model, tenant.name, endpoint.value, request.stream, headers, request.body)
+            presumed = router.presume(facts)  # as if the scan finds nothing
+            self.limiter.reserve(tenant, presumed.decision, facts, exchange)  # runs during the scan
             # inspect: what the request carries, before deciding where it may go
             screening = await safety.inspect(request.body, tenant.key_id, exchange)
-            facts = RequestFacts(
-                request.model, tenant.name, endpoint.value, request.stream, headers, request.body,
-                screening.pii_entities, screening.flags,
-            )
-            decision = router.decide(facts)
+            facts.pii_entities, facts.safety_flags = screening.pii_entities, screening.flags
+            decision = presumed.final(facts)
             if decision is None:
                 raise _model_not_found(request.model)
             exchange.route = decision.route

@@ -282,6 +282,18 @@ def compile_when(when: When, skip_model: bool = False) -> AllOf:
     return AllOf(parts)
 
 
+def safety_reads(when: When) -> frozenset[str]:
+    """Which findings of the safety scan a `when` looks at: "pii" (entity types found), "flags" (flags raised)."""
+    reads = set()
+    if when.pii is not None or when.pii_entities:
+        reads.add("pii")
+    if when.flagged:
+        reads.add("flags")
+    for part in [*(when.all or ()), *(when.any or ()), *([when.not_] if when.not_ is not None else [])]:
+        reads |= safety_reads(part)
+    return frozenset(reads)
+
+
 def _pii_class(facts: RequestFacts) -> str:
     return "detected" if facts.pii_entities else "none"
 

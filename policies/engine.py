@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gateway.config import Limits
 from policies.catalog import Catalog
-from policies.conditions import RequestFacts, compile_first_match, compile_when
+from policies.conditions import RequestFacts, compile_first_match, compile_when, safety_reads
 from policies.schema import Retry, Route, WeightedTarget, When
 
 NO_RETRY = Retry(attempts=1)
@@ -88,6 +88,29 @@ class CompiledRoute:
         return self._decisions
 
 
+class Presumption:
+    """The decision made before the safety scan, and what the scan could change about it.
+
+    A request is routed once before it is scanned, as if the scan finds nothing, so that work which depends
+    only on the route (its limits, in Redis) can run while the scan does. `final` gives the decision once the
+    findings are in the facts: the presumed one, unless a route up to the one that matched reads a finding
+    the scan made (then the request is routed again).
+    """
+
+    __slots__ = ("decision", "_reads", "_router")
+
+    def __init__(self, router: Router, decision: RouteDecision | None, reads: frozenset[str]) -> None:
+        self.decision = decision
+        self._reads = reads
+        self._router = router
+
+    def final(self, facts: RequestFacts) -> RouteDecision | None:
+        reads = self._reads
+        if reads and ((facts.pii_entities and "pii" in reads) or (facts.safety_flags and "flags" in reads)):
+            return self._router.decide(facts)
+        return self.decision
+
+
 class Router:
     def __init__(
         self, routes: Iterable[Route], targets: Collection[str], rng: random.Random | None = None, catalog: Catalog | None = None
@@ -102,9 +125,15 @@ class Router:
         self._for_other = self._group([r for r in self.routes if r.models is None])
 
     @staticmethod
-    def _group(routes: list[CompiledRoute]) -> tuple[tuple[CompiledRoute, ...], Callable[[RequestFacts], int]]:
+    def _group(routes: list[CompiledRoute]) -> tuple[tuple[CompiledRoute, ...], Callable[[RequestFacts], int], tuple[frozenset[str], ...]]:
+        """The routes, their first-match function, and per route the safety findings read by it or a route before
+        it; the last entry (also index -1: no match) holds what the whole group reads."""
         first_match = compile_first_match([compile_when(r.route.when, skip_model=True) for r in routes])
-        return tuple(routes), first_match
+        reads, upto = [], frozenset[str]()
+        for route in routes:
+            upto = upto | safety_reads(route.route.when)
+            reads.append(upto)
+        return tuple(routes), first_match, tuple(reads) or (upto,)
 
     def targets_of(self, alias: str, tenant: str) -> list[str]:
         """Every target a route claiming this alias may send to for this tenant, in order of first mention.
@@ -124,7 +153,7 @@ class Router:
         return any(True for _ in self._routes_for(alias, tenant))
 
     def _routes_for(self, alias: str, tenant: str) -> Iterator[CompiledRoute]:
-        routes, _ = self._for_model.get(alias, ((), None))
+        routes = self._for_model[alias][0] if alias in self._for_model else ()
         for route in routes:
             if may_match(route.route.when, tenant):
                 yield route
@@ -135,8 +164,16 @@ class Router:
         return model in self.aliases or model in self._targets
 
     def decide(self, facts: RequestFacts) -> RouteDecision | None:
-        routes, first_match = self._for_model.get(facts.model, self._for_other)
+        routes, first_match, _ = self._for_model.get(facts.model, self._for_other)
+        return self._decision(routes, first_match(facts), facts)
+
+    def presume(self, facts: RequestFacts) -> Presumption:
+        """The decision for `facts` before their safety findings are known (see Presumption)."""
+        routes, first_match, reads = self._for_model.get(facts.model, self._for_other)
         index = first_match(facts)
+        return Presumption(self, self._decision(routes, index, facts), reads[index])
+
+    def _decision(self, routes: tuple[CompiledRoute, ...], index: int, facts: RequestFacts) -> RouteDecision | None:
         if index >= 0:
             return routes[index].choose(facts, self._random())
         if facts.model in self._targets:

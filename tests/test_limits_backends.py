@@ -306,10 +306,11 @@ async def test_a_lost_script_cache_falls_back_to_eval(redis_server, redis_url):
         client.script_flush()
         client.config_resetstat()
         verdicts = await asyncio.gather(*(shared.admit(rpm, f"b{i}", 0) for i in range(3)))
-        assert [v.requests_remaining for v in verdicts] == [3, 2, 1]
+        # The first goes out at once, the other two together; their EVALs may land in either order.
+        assert sorted(v.requests_remaining for v in verdicts) == [1, 2, 3]
         stats = client.info("commandstats")
         assert stats["cmdstat_evalsha"]["failed_calls"] + stats["cmdstat_evalsha"].get("rejected_calls", 0) >= 1
-        assert stats["cmdstat_eval"]["calls"] == 3
+        assert stats["cmdstat_eval"]["calls"] >= 1
         assert (await shared.admit(rpm, "c", 0)).requests_remaining == 0
         assert client.info("commandstats")["cmdstat_evalsha"]["calls"] >= 4, "EVAL cached it again"
     finally:
