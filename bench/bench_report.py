@@ -159,6 +159,16 @@ def sanity_notes(rep: Report) -> list[str]:
         headroom = up.rps / pt.rps
         ok = "ok" if headroom >= MIN_UPSTREAM_HEADROOM else "TOO LOW: the mock may be the bottleneck"
         notes.append(f"Upstream headroom: nginx direct is {headroom:.1f}× the passthrough ({ok}).")
+    hop = rep.added_ms("passthrough")
+    if hop and (hop[0] > MAX_ADDED_P50_MS or hop[1] > MAX_ADDED_P99_MS):
+        notes.append(f"**A bare Python hop alone misses the latency goals here**: the passthrough (b) adds "
+                     f"{hop[0]:.3f} ms at p50 and {hop[1]:.3f} ms at p99 at {rep.args.get('rate', 0):g} req/s "
+                     f"(goals for the whole pipeline: {MAX_ADDED_P50_MS} / {MAX_ADDED_P99_MS} ms), so this machine "
+                     "cannot show them met by any Python gateway; compare the gateways' own overhead and the ratios.")
+    pt_ttfc, direct_ttfc = rep.ttfc.get("passthrough"), rep.ttfc.get("direct")
+    if pt_ttfc and direct_ttfc and pt_ttfc.median_ms - direct_ttfc.median_ms > MAX_TTFC_OVERHEAD_MS:
+        notes.append(f"Likewise a bare Python hop adds {pt_ttfc.median_ms - direct_ttfc.median_ms:.3f} ms to the first "
+                     f"chunk here (goal for the gateway: {MAX_TTFC_OVERHEAD_MS} ms).")
     for name, res in rep.scenarios.items():
         if res.errors:
             notes.append(f"{LABELS[name]}: {res.errors} errors (connect/read/write/timeout/non-2xx) "
