@@ -158,8 +158,7 @@ class Limiter:
         plan = self._plan(tenant, decision)
         if plan is None:
             return
-        tokens = max(1, facts.prompt_tokens) if plan.uses_tokens else 0
-        entry = self._entry_prefix + str(next(self._entries))
+        entry, tokens = self._ticket(plan, facts)
         try:
             reply = shared.start_admission(plan, entry, tokens)
         except LimitsUnavailable:
@@ -171,15 +170,14 @@ class Limiter:
         plan = self._plan(tenant, decision)
         early, exchange.admission = exchange.admission, None
         if early is not None and early.plan is not plan:
-            self._cancel(early)  # the final route has other limits
+            self._withdraw(early)  # the final route has other limits
             early = None
         if plan is None:
             return
         if early is not None:
             entry, tokens, pending = early.entry, early.tokens, early.reply
         else:
-            tokens = max(1, facts.prompt_tokens) if plan.uses_tokens else 0
-            entry = self._entry_prefix + str(next(self._entries))
+            entry, tokens = self._ticket(plan, facts)
             pending = None
         backend: MemoryLimits | RedisLimits = self._shared or self._local
         try:
@@ -206,7 +204,7 @@ class Limiter:
             return
         exchange.admission = None
         if admission.reply is not None:  # refused before `admit` took the early verdict: never sent
-            self._cancel(admission)
+            self._withdraw(admission)
             return
         plan = admission.plan
         usage = exchange.usage
@@ -217,15 +215,15 @@ class Limiter:
         if delta or usd > 0 or plan.leases:
             admission.backend.settle(plan, admission.entry, delta, usd)
 
+    def _ticket(self, plan: Plan, facts: RequestFacts) -> tuple[str, int]:
+        """A new admission's entry id, and the tokens it asks for (the prompt estimate, when the plan counts tokens)."""
+        return self._entry_prefix + str(next(self._entries)), max(1, facts.prompt_tokens) if plan.uses_tokens else 0
+
     @staticmethod
-    def _cancel(early: Admission) -> None:
-        """Undoes an early admission the request will not use, once its reply is in."""
-        reply = early.reply
-        assert reply is not None and isinstance(early.backend, RedisLimits)
-        if reply.cancel():
-            return  # still in flight: the Redis backend undoes it when the reply arrives
-        if reply.exception() is None and reply.result()[0] == 1:
-            early.backend.cancel(early.plan, early.entry)
+    def _withdraw(early: Admission) -> None:
+        """Undoes an early admission the request will not use."""
+        assert early.reply is not None and isinstance(early.backend, RedisLimits)
+        early.backend.withdraw(early.plan, early.entry, early.reply)
 
     def _unavailable(self) -> GatewayError:
         return GatewayError(

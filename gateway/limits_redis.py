@@ -229,6 +229,12 @@ class RedisLimits:
         self._submit(_Call(self._wires(plan).admit, _ADMIT, [self._entry(entry, tokens, _NO_USD)], future))
         return future
 
+    def withdraw(self, plan: Plan, entry: str, reply: asyncio.Future[Any]) -> None:
+        """Undoes an admission made by `start_admission` whose request will not be sent: at once if its reply is
+        in and admitted it, else when the reply arrives (the cancelled future tells `_flush`)."""
+        if not reply.cancel() and reply.exception() is None and _admitted(reply.result()):
+            self.cancel(plan, entry)
+
     def cancel(self, plan: Plan, entry: str) -> None:
         """Undoes an admission whose request was never sent: it no longer counts against any limit. Queued
         like a settlement; call it only once the admission's reply is in (else it could overtake it)."""
@@ -312,7 +318,7 @@ class RedisLimits:
             if future is None:
                 continue
             if future.cancelled():  # nobody waits for this admission any more: undo it if it was admitted
-                if isinstance(reply, list) and reply[0] == 1:
+                if isinstance(reply, list) and _admitted(reply):
                     self._submit(_Call(call.wire, _CANCEL, call.entries, None))
             elif not future.done():
                 if isinstance(reply, Exception):
@@ -336,7 +342,11 @@ class RedisLimits:
 
 def verdict(reply: list[int]) -> Verdict:
     """An admission's reply (limits.lua) as a Verdict."""
-    return Verdict(reply[0] == 1, reply[1] - 1, *reply[2:])
+    return Verdict(_admitted(reply), reply[1] - 1, *reply[2:])
+
+
+def _admitted(reply: list[int]) -> bool:
+    return reply[0] == 1
 
 
 def _reason(error: Exception) -> str:
