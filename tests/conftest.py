@@ -8,7 +8,7 @@ for this conftest); the most used ones are re-exported here for reference.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from fakes.gateway_process import GatewayProcess, write_yaml_file
 from fakes.keys import make_key
 from fakes.network import free_port
 from fakes.redis_server import PrivateRedis, find_redis_server
+from gateway.config import StateConfig
+from gateway.limits_redis import RedisLimits
 
 __all__ = ["GatewayProcess", "PrivateRedis", "free_port", "make_key"]
 
@@ -58,6 +60,23 @@ def redis_url(redis_server: PrivateRedis) -> str:
     redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_server: PrivateRedis, redis_url: str) -> Iterator[Any]:
+    """A redis-py client of the private Redis (running and empty), closed after the test."""
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def shared_limits(redis_url: str) -> AsyncIterator[RedisLimits]:
+    """The Redis limits backend on the private Redis (running and empty), started; closed after the test."""
+    limits = RedisLimits(StateConfig(redis_url=redis_url))
+    await limits.start()
+    yield limits
+    await limits.close()
 
 
 # ----- fake upstreams ----------------------------------------------------------------------------------------------

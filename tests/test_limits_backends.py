@@ -277,45 +277,33 @@ async def test_redis_outage_fails_fast_and_redis_is_used_again_once_back(redis_s
         await shared.close()
 
 
-async def test_settlements_of_one_plan_share_one_call(redis_server, redis_url):
-    shared = RedisLimits(StateConfig(redis_url=redis_url))
-    await shared.start()
-    client = redis_server.client()
+async def test_settlements_of_one_plan_share_one_call(shared_limits, redis_client):
+    shared, client = shared_limits, redis_client
     busy = plan(tokens_per_minute=1000, concurrent_requests=20)
-    try:
-        assert all(v.admitted for v in await asyncio.gather(*(shared.admit(busy, f"r{i}", 10) for i in range(10))))
-        client.config_resetstat()
-        for i in range(10):
-            shared.settle(busy, f"r{i}", 5, 0.0)  # each used 15 tokens, not 10, and is over
-        verdict = await shared.admit(busy, "next", 10)
-        assert verdict.tokens_remaining == 1000 - 10 * 15 - 10
-        assert client.zcard("sy:{acme}:t:conc") == 1, "all ten slots were released"
-        assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == 2, "ten settlements in one call, then the admission"
-    finally:
-        client.close()
-        await shared.close()
+    assert all(v.admitted for v in await asyncio.gather(*(shared.admit(busy, f"r{i}", 10) for i in range(10))))
+    client.config_resetstat()
+    for i in range(10):
+        shared.settle(busy, f"r{i}", 5, 0.0)  # each used 15 tokens, not 10, and is over
+    verdict = await shared.admit(busy, "next", 10)
+    assert verdict.tokens_remaining == 1000 - 10 * 15 - 10
+    assert client.zcard("sy:{acme}:t:conc") == 1, "all ten slots were released"
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == 2, "ten settlements in one call, then the admission"
 
 
-async def test_a_lost_script_cache_falls_back_to_eval(redis_server, redis_url):
-    shared = RedisLimits(StateConfig(redis_url=redis_url))
-    await shared.start()
-    client = redis_server.client()
-    try:
-        rpm = plan(requests_per_minute=5)
-        assert (await shared.admit(rpm, "a", 0)).admitted
-        client.script_flush()
-        client.config_resetstat()
-        verdicts = await asyncio.gather(*(shared.admit(rpm, f"b{i}", 0) for i in range(3)))
-        # The first goes out at once, the other two together; their EVALs may land in either order.
-        assert sorted(v.requests_remaining for v in verdicts) == [1, 2, 3]
-        stats = client.info("commandstats")
-        assert stats["cmdstat_evalsha"]["failed_calls"] + stats["cmdstat_evalsha"].get("rejected_calls", 0) >= 1
-        assert stats["cmdstat_eval"]["calls"] >= 1
-        assert (await shared.admit(rpm, "c", 0)).requests_remaining == 0
-        assert client.info("commandstats")["cmdstat_evalsha"]["calls"] >= 4, "EVAL cached it again"
-    finally:
-        client.close()
-        await shared.close()
+async def test_a_lost_script_cache_falls_back_to_eval(shared_limits, redis_client):
+    shared, client = shared_limits, redis_client
+    rpm = plan(requests_per_minute=5)
+    assert (await shared.admit(rpm, "a", 0)).admitted
+    client.script_flush()
+    client.config_resetstat()
+    verdicts = await asyncio.gather(*(shared.admit(rpm, f"b{i}", 0) for i in range(3)))
+    # The first goes out at once, the other two together; their EVALs may land in either order.
+    assert sorted(v.requests_remaining for v in verdicts) == [1, 2, 3]
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["failed_calls"] + stats["cmdstat_evalsha"].get("rejected_calls", 0) >= 1
+    assert stats["cmdstat_eval"]["calls"] >= 1
+    assert (await shared.admit(rpm, "c", 0)).requests_remaining == 0
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] >= 4, "EVAL cached it again"
 
 
 def test_budget_periods_follow_the_utc_calendar():

@@ -7,10 +7,9 @@ import httpx
 
 from fakes import async_wait_until
 from fakes.keys import make_key
-from gateway.config import Limits, StateConfig
+from gateway.config import Limits
 from gateway.limit import limit_specs
 from gateway.limits_base import Plan
-from gateway.limits_redis import RedisLimits
 from policies.conditions import RequestFacts
 from policies.engine import Router
 from policies.schema import Route
@@ -26,40 +25,28 @@ def plan(**limits: float) -> Plan:
 # ----- the backend: undoing an admission ------------------------------------------------------------------------
 
 
-async def test_a_cancelled_admission_counts_against_no_limit(redis_server, redis_url):
-    shared = RedisLimits(StateConfig(redis_url=redis_url))
-    await shared.start()
-    client = redis_server.client()
+async def test_a_cancelled_admission_counts_against_no_limit(shared_limits, redis_client):
+    shared, client = shared_limits, redis_client
     limits = plan(requests_per_minute=10, tokens_per_minute=1000, concurrent_requests=5)
-    try:
-        assert (await shared.admit(limits, "never-sent", 100)).admitted
-        assert (await shared.admit(limits, "sent", 50)).admitted
-        shared.cancel(limits, "never-sent")
-        verdict = await shared.admit(limits, "next", 10)  # the cancellation rides ahead of it
-        assert (verdict.requests_remaining, verdict.tokens_remaining) == (10 - 2, 1000 - 50 - 10)
-        assert client.zcard("sy:{acme}:t:conc") == 2
-        assert client.hget("sy:{acme}:t:tpm:w", "never-sent") is None
-    finally:
-        client.close()
-        await shared.close()
+    assert (await shared.admit(limits, "never-sent", 100)).admitted
+    assert (await shared.admit(limits, "sent", 50)).admitted
+    shared.cancel(limits, "never-sent")
+    verdict = await shared.admit(limits, "next", 10)  # the cancellation rides ahead of it
+    assert (verdict.requests_remaining, verdict.tokens_remaining) == (10 - 2, 1000 - 50 - 10)
+    assert client.zcard("sy:{acme}:t:conc") == 2
+    assert client.hget("sy:{acme}:t:tpm:w", "never-sent") is None
 
 
-async def test_an_admission_abandoned_in_flight_is_undone_when_its_reply_arrives(redis_server, redis_url):
-    shared = RedisLimits(StateConfig(redis_url=redis_url))
-    await shared.start()
-    client = redis_server.client()
+async def test_an_admission_abandoned_in_flight_is_undone_when_its_reply_arrives(shared_limits, redis_client):
+    shared, client = shared_limits, redis_client
     limits = plan(requests_per_minute=10, concurrent_requests=5)
-    try:
-        client.config_resetstat()
-        reply = shared.start_admission(limits, "abandoned", 0)
-        reply.cancel()  # its waiter went away (a client that hung up) before Redis answered
-        calls = lambda: client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)  # noqa: E731
-        await async_wait_until(lambda: calls() == 2, message="the admission, then its cancellation")
-        assert client.zcard("sy:{acme}:t:rpm") == client.zcard("sy:{acme}:t:conc") == 0
-        assert (await shared.admit(limits, "next", 0)).requests_remaining == 9
-    finally:
-        client.close()
-        await shared.close()
+    client.config_resetstat()
+    reply = shared.start_admission(limits, "abandoned", 0)
+    reply.cancel()  # its waiter went away (a client that hung up) before Redis answered
+    calls = lambda: client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)  # noqa: E731
+    await async_wait_until(lambda: calls() == 2, message="the admission, then its cancellation")
+    assert client.zcard("sy:{acme}:t:rpm") == client.zcard("sy:{acme}:t:conc") == 0
+    assert (await shared.admit(limits, "next", 0)).requests_remaining == 9
 
 
 # ----- the router: when the scan's findings change the presumed route --------------------------------------------
@@ -127,9 +114,9 @@ async def post(client: httpx.AsyncClient, content: str) -> httpx.Response:
     return await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
 
 
-async def test_a_request_routed_elsewhere_after_the_scan_counts_only_where_it_went(start_gateway, redis_server, redis_url):
+async def test_a_request_routed_elsewhere_after_the_scan_counts_only_where_it_went(start_gateway, redis_client, redis_url):
     gateway = start_gateway(gateway_config(redis_url, 1000), policies={"policy.yaml": policy("flag")})
-    redis = redis_server.client()
+    redis = redis_client
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
         for _ in range(5):  # presumed `chat` (3 per minute) before the scan; flagged, so `quarantine`
             reply = await post(client, ATTACK)
@@ -139,16 +126,14 @@ async def test_a_request_routed_elsewhere_after_the_scan_counts_only_where_it_we
     assert [r.headers.get("x-ratelimit-remaining-requests") for r in clean[:3]] == ["2", "1", "0"]
     assert redis.zcard("sy:{acme}:r:quarantine:rpm") == 5
     assert redis.zcard("sy:{acme}:t:rpm") == 8, "each sent request counted once for the tenant"
-    redis.close()
 
 
-async def test_a_request_refused_by_the_scan_counts_against_no_limit(start_gateway, redis_server, redis_url):
+async def test_a_request_refused_by_the_scan_counts_against_no_limit(start_gateway, redis_client, redis_url):
     gateway = start_gateway(gateway_config(redis_url, 3), policies={"policy.yaml": policy("block")})
-    redis = redis_server.client()
+    redis = redis_client
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
         blocked = [await post(client, ATTACK) for _ in range(5)]
         assert {r.status_code for r in blocked} == {403}
         clean = [await post(client, "Summarize the Q3 report.") for _ in range(4)]
     assert [r.status_code for r in clean] == [200, 200, 200, 429]
     await async_wait_until(lambda: redis.zcard("sy:{acme}:t:rpm") == 3, message="only the three sent requests count")
-    redis.close()
