@@ -99,6 +99,8 @@ class OpenAIAdapter(Adapter):
                 events = tap(events)
                 if events:
                     yield events
+                if done:  # nothing follows [DONE]: the client's reply is whole now, whenever the upstream hangs up
+                    return
             if not done:  # a clean end before [DONE] is still a cut: the client must not take it for a whole reply
                 raise UpstreamError("protocol", 502, f"upstream target {self.name!r} broke off the stream")
         except asyncio.CancelledError:

@@ -20,6 +20,7 @@ import pytest
 
 from fakes import count_words, reply_text, wait_until
 from fakes.keys import make_key
+from fakes.metrics import scrape
 from fakes.network import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +157,29 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(gateway, openai_upstr
             next(response.iter_raw())  # the first event arrived; now walk away
     wait_until(lambda: openai_upstream.cancelled_streams == 1, timeout=10, message="the upstream stream to be cancelled")
     wait_until(lambda: openai_upstream.in_flight == 0, timeout=10, message="no upstream work left")
+
+
+def test_a_stream_is_whole_at_done_even_while_the_upstream_keeps_its_connection_open(gateway, sdk, openai_upstream):
+    # Some servers hold the connection open after [DONE]. The client's reply is complete then, and a client that
+    # leaves at once has had a whole answer: it counts as answered (200), not as a client gone (499).
+    openai_upstream.set_fault("stream_linger")  # until the upstream stops
+    for prompt in ("linger once", "linger twice"):
+        chunks = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": prompt}], stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply_text(
+            openai_upstream.name, "upstream-model", prompt
+        )
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "leave at done"}]}
+    with httpx.Client(timeout=10) as http:
+        with http.stream("POST", gateway.openai_base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}) as response:
+            for line in response.iter_lines():
+                if line == "data: [DONE]":
+                    break  # and close the connection
+    metrics = wait_until(lambda: _answered_streams(gateway) == 3 and scrape(gateway), timeout=10, message="three answered")
+    assert metrics.value("switchyard_requests_total", route="chat", status="499") == 0
+
+
+def _answered_streams(gateway) -> float:
+    return scrape(gateway).value("switchyard_requests_total", route="chat", status="200")
 
 
 def test_echo_target_streams_deterministically(sdk):

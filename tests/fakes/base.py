@@ -356,7 +356,7 @@ class FakeUpstream:
         self, request: web.Request, events: Iterable[bytes], headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
         """Streams SSE events, applying chunk_delay and the stream faults (slow_stream, stream_reset,
-        stream_truncated)."""
+        stream_truncated, stream_linger)."""
         fault = request.get(_FAULT)
         delay = self.chunk_delay
         reset_after: int | None = None
@@ -384,5 +384,7 @@ class FakeUpstream:
                 self._abort(request, reset=False)
                 return response
             await response.write(event)
+        if fault is not None and fault.kind == "stream_linger":
+            await self._pause(fault.params.get("seconds"))
         await response.write_eof()
         return response

@@ -23,6 +23,9 @@ FAULT_PARAMETERS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         "stream_reset": frozenset({"after_chunks"}),
         # A stream that sends `after_chunks` SSE events and then ends cleanly, without its [DONE].
         "stream_truncated": frozenset({"after_chunks"}),
+        # A stream that sends every event, [DONE] included, then keeps the connection open for `seconds` (default:
+        # until the upstream stops) before ending the body.
+        "stream_linger": frozenset({"seconds"}),
         # A stream that waits `chunk_delay` seconds before each SSE event.
         "slow_stream": frozenset({"chunk_delay"}),
         # HTTP 200 whose body is not valid JSON (or, for a stream, an SSE event whose data is not JSON).
@@ -33,7 +36,7 @@ REQUIRED_PARAMETERS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {"status": frozenset({"status"}), "delay": frozenset({"seconds"})}
 )
 # These only make sense for streaming requests; a non-streaming request passes through without using up `times`.
-STREAM_ONLY_KINDS = frozenset({"stream_reset", "stream_truncated", "slow_stream"})
+STREAM_ONLY_KINDS = frozenset({"stream_reset", "stream_truncated", "stream_linger", "slow_stream"})
 
 
 @dataclass(frozen=True)
