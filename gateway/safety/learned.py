@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from itertools import accumulate, repeat
-from operator import add, sub
+from itertools import accumulate
+from operator import sub
 from pathlib import Path
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
@@ -56,18 +56,20 @@ class LinearModel:
         # Laid out for `contributions`, whose lookups all run in C (map over the words, no string built in Python).
         unigrams: dict[str, float] = {}
         prefixes: dict[str, float] = {}
-        self._bigrams: dict[tuple[str, str], float] = {}
+        bigrams: dict[tuple[str, str], float] = {}
         for key, weight in data["words"].items():
             if key.endswith("~"):
                 prefixes[key[:-1]] = weight
             elif " " in key:
                 first, _, second = key.partition(" ")
-                self._bigrams[first, second] = weight
+                bigrams[first, second] = weight
             else:
                 unigrams[key] = weight
         self._words = _WordWeights(prefixes)
         for word, weight in unigrams.items():
             self._words[word] = weight + prefixes.get(word[:PREFIX], 0.0)  # the sum _values would make, made once
+        # A position whose bigram the model knows: the whole contribution, made once (the same float sum).
+        self._pairs = {(first, second): self._words[second] + weight for (first, second), weight in bigrams.items()}
         self._words.seal()
 
     @classmethod
@@ -81,8 +83,8 @@ class LinearModel:
     def _values(self, words: list[str]) -> Iterator[float]:
         previous = [""]
         previous += words  # a list zips faster than a chain
-        pair = map(self._bigrams.get, zip(previous, words), repeat(0.0))
-        return map(add, map(self._words.__getitem__, words), pair)
+        # A known bigram's whole contribution, else the word's own: one lookup each, no addition per word.
+        return map(self._pairs.get, zip(previous, words), map(self._words.__getitem__, words))
 
     def text_part(self, texts: list[list[str]]) -> float:
         """The best window over the text and any decoded or de-leeted readings of it."""
