@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.errors import GatewayError
@@ -40,3 +42,27 @@ async def test_pii_in_assistant_text_is_still_found_and_redacted(engine):
     assert screening.pii_entities == {"EMAIL_ADDRESS"}
     sent = screening.body_for(body, keep_pii=False, exchange=exchange)
     assert sent["messages"][0]["content"] == "Mail me at <EMAIL_ADDRESS>"
+
+
+ESCAPED_ARGUMENTS = [  # tool-call arguments whose PII follows a JSON escape, as models and clients write them
+    {"note": "call back\njane.doe@example.com", "to": "caf\u00e9ops@example.com"},
+    {"cc": "\tbob@example.org", "path": "C:\\mail\\amy@example.net", "quote": "\"zed@example.com\""},
+    {"both": "\n\nann@example.com\nbea@example.com \u00e9"},
+]
+
+
+@pytest.mark.parametrize("arguments", ESCAPED_ARGUMENTS)
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+async def test_redacted_tool_arguments_stay_valid_json(arguments, ensure_ascii):
+    # A value found right after an escape (`\njane@…` reads as `njane@…`) must not leave a lone backslash behind.
+    engine = SafetyEngine(SafetyPolicy.model_validate({"pii": {"entities": ["EMAIL_ADDRESS"]}}))
+    text = json.dumps(arguments, ensure_ascii=ensure_ascii)
+    call = {"id": "c1", "type": "function", "function": {"name": "send", "arguments": text}}
+    body = {"model": "m", "messages": [{"role": "assistant", "content": None, "tool_calls": [call]}]}
+    exchange = Exchange(None, b"1")
+    screening = await engine.inspect(body, "k", exchange)
+    assert screening.pii_entities == {"EMAIL_ADDRESS"}
+    sent = screening.body_for(body, keep_pii=False, exchange=exchange)["messages"][0]["tool_calls"][0]["function"]["arguments"]
+    parsed = json.loads(sent)  # still JSON
+    assert set(parsed) == set(arguments)
+    assert "@example." not in sent and "<EMAIL_ADDRESS>" in sent

@@ -21,7 +21,7 @@ from fakes.wire import json_response, sse_event
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.safety.pii import PiiScanner
-from gateway.safety.responses import HOLD_CHARS, ReplyRedactor, held_from, redacted
+from gateway.safety.responses import HOLD_CHARS, ReplyRedactor, _StreamRedactor, held_from, redacted
 from policies.loader import load_policies
 
 KEY, KEY_HASH = make_key("acme")
@@ -344,3 +344,23 @@ def test_legacy_completion_and_tool_call_streams_are_redacted(start_gateway, ups
     assert orjson.loads("".join(parts)) == {"email": "<EMAIL_ADDRESS>", "phone": "<PHONE_NUMBER>"}
     # Once per stream that had something redacted, counted when the stream ends.
     wait_until(lambda: scrape(gateway).value("switchyard_safety_events_total", kind="response_pii", action="redact") == 2)
+
+
+def test_redacted_tool_arguments_in_replies_stay_valid_json(scanner):
+    # In a reply, too, a value right after a JSON escape (`\njane@…`) must not leave a lone backslash behind:
+    # whole, and streamed in pieces cut anywhere.
+    redactor = ReplyRedactor(scanner, 5.0, fail_closed=True)
+    arguments = orjson.dumps({"note": f"call back\n{EMAIL}", "tab": f"\t{EMAIL}", "quoted": f'"{EMAIL}"'}).decode()
+    reply = {"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "send", "arguments": arguments}}]}}]}
+    body = orjson.loads(redactor.redact_json(orjson.dumps(reply), exchange()))
+    whole = body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert orjson.loads(whole) == {"note": "call back<EMAIL_ADDRESS>", "tab": "<EMAIL_ADDRESS>", "quoted": '"<EMAIL_ADDRESS>"'}
+    rng = random.Random(7)
+    for pieces in [random_pieces(arguments, rng) for _ in range(100)] + [list(arguments)]:
+        stream = _StreamRedactor(redactor, exchange())
+        out, held = [], ""
+        for index, piece in enumerate(pieces):
+            released, held = stream.split(("arguments", 0, 0), held + piece, final=index == len(pieces) - 1)
+            out.append(released)
+        assert "".join(out) == whole, pieces

@@ -33,7 +33,7 @@ from gateway.safety.injection import InjectionDetector, Verdict
 from gateway.safety.restore import Restorer
 from gateway.safety.schema import AbusePolicy, PiiPolicy, SafetyPolicy
 from gateway.safety.secrets import find_secrets
-from gateway.safety.slots import Path, Slot, replaced, spliced, text_slots
+from gateway.safety.slots import Path, Slot, is_json_text, outside_escapes, replaced, spliced, text_slots
 
 if TYPE_CHECKING:
     from gateway.safety.responses import ReplyRedactor  # imported with Presidio, only for a policy that asks
@@ -290,7 +290,7 @@ class SafetyEngine:
             secrets = report.secrets if redacts_secrets else ()
             findings = report.pii if pii_applies else ()
             if secrets or findings:
-                text = self._rewrite(slot.text, findings, secrets, pseudonyms)
+                text = self._rewrite(slot.text, findings, secrets, pseudonyms, is_json_text(slot.path))
                 if text != slot.text:
                     changes[slot.path] = text
         if pseudonyms is not None and pseudonyms.values:
@@ -302,7 +302,9 @@ class SafetyEngine:
         actions = {e: self.pii.action_for(e) for e in entities}
         return tuple(sorted(e for e, a in actions.items() if a == "block")), tuple(("pii", a) for a in sorted(set(actions.values())))
 
-    def _rewrite(self, text: str, findings: Sequence[Any], secrets: Sequence[tuple[int, int, str]], pseudonyms: Any) -> str:
+    def _rewrite(
+        self, text: str, findings: Sequence[Any], secrets: Sequence[tuple[int, int, str]], pseudonyms: Any, json_text: bool
+    ) -> str:
         if secrets:
             # A secret wins over any PII finding overlapping it; secrets become <SECRET> first.
             findings = [f for f in findings if all(f.end <= s or f.start >= e for s, e, _ in secrets)]
@@ -313,5 +315,5 @@ class SafetyEngine:
             replacements.append((finding.start, finding.end, self._transformer.replacement(finding.entity, value, pseudonyms) or value))
         if secrets:
             replacements.sort(key=lambda span: span[0])  # (findings alone are in text order already)
-        return spliced(text, replacements)
+        return spliced(text, outside_escapes(text, replacements) if json_text else replacements)
 

@@ -39,7 +39,7 @@ from gateway.exchange import Exchange
 from gateway.safety.pii import Finding, PiiScanner
 from gateway.safety.restore import Key, rewrite_stream
 from gateway.safety.schema import NER_ENTITIES
-from gateway.safety.slots import spliced
+from gateway.safety.slots import outside_escapes, spliced
 
 HOLD_CHARS = 128  # longest tail a stream holds back (emails and spaced numbers are far shorter)
 CONTEXT_CHARS = 100  # released text kept as the next scan's left context: covers the scanner's 80-character look-back
@@ -121,8 +121,13 @@ def _number_in(token: str) -> int | None:
     return at
 
 
-def redacted(text: str, findings: Sequence[Finding]) -> str:
-    return spliced(text, ((f.start, f.end, f"<{f.entity}>") for f in findings))
+def redacted(text: str, findings: Sequence[Finding], json_text: bool = False) -> str:
+    spans = _spans(findings)
+    return spliced(text, outside_escapes(text, spans) if json_text else spans)
+
+
+def _spans(findings: Sequence[Finding]) -> list[tuple[int, int, str]]:
+    return [(f.start, f.end, f"<{f.entity}>") for f in findings]
 
 
 class ReplyRedactor:
@@ -159,7 +164,7 @@ class ReplyRedactor:
             text = holder[name]
             findings = self.findings(text, exchange) if text else ()
             if findings:
-                holder[name] = redacted(text, findings)
+                holder[name] = redacted(text, findings, json_text=name == "arguments")
                 found = True
         if not found:
             return body
@@ -214,19 +219,22 @@ class _StreamRedactor:
         out, position, hit = [], base, False
         prefilter = self._redactor.prefilter
         scan = prefilter is None or prefilter.search(text) is not None
-        for finding in self._redactor.findings(whole, self._exchange, in_stream=True) if scan else ():
-            if finding.end <= base:
+        spans = _spans(self._redactor.findings(whole, self._exchange, in_stream=True)) if scan else []
+        if spans and key[0] == "arguments":
+            spans = outside_escapes(whole, spans)
+        for start, stop, replacement in spans:
+            if stop <= base:
                 continue  # in text released before
-            if finding.start >= end:
+            if start >= end:
                 break
-            if finding.end > end:  # it reaches into the held tail
+            if stop > end:  # it reaches into the held tail
                 if not forced:
-                    end = max(finding.start, base)  # held until it is whole
+                    end = max(start, base)  # held until it is whole
                     break
-                end = finding.end  # too long to hold: released whole, redacted
-            out.append(whole[position : max(finding.start, base)])  # (a value begun before: its rest)
-            out.append(f"<{finding.entity}>")
-            position, hit = finding.end, True
+                end = stop  # too long to hold: released whole, redacted
+            out.append(whole[position : max(start, base)])  # (a value begun before: its rest)
+            out.append(replacement)
+            position, hit = stop, True
         out.append(whole[position:end])
         if hit and not self._found:
             self._found = True

@@ -9,6 +9,8 @@ untouched: retries and fallbacks all send the same redacted copy).
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +80,39 @@ def replaced(body: dict[str, Any], changes: Mapping[Path, str]) -> dict[str, Any
             node = child
         node[path[-1]] = text
     return root
+
+
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|[\s\S])")
+
+
+def outside_escapes(text: str, spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Spans of `text`, a JSON document held in a string (tool-call arguments), widened so that none starts or
+    ends inside a JSON escape (`\\n`, `\\u00e9`): a value found right after one (`\\njane@example.com` reads
+    as `njane@…`) would otherwise leave a lone backslash, and the arguments would no longer parse. Spans that
+    then overlap are merged."""
+    spans = list(spans)
+    if "\\" not in text:
+        return spans
+    escapes = [match.span() for match in _JSON_ESCAPE.finditer(text)]
+    starts = [start for start, _ in escapes]
+    out: list[tuple[int, int, str]] = []
+    for start, end, replacement in spans:
+        i = bisect_right(starts, start) - 1
+        if i >= 0 and escapes[i][0] < start < escapes[i][1]:
+            start = escapes[i][0]
+        i = bisect_right(starts, end) - 1
+        if i >= 0 and escapes[i][0] < end < escapes[i][1]:
+            end = escapes[i][1]
+        if out and start < out[-1][1]:
+            first, last, before = out.pop()
+            start, end, replacement = first, max(end, last), before + replacement
+        out.append((start, end, replacement))
+    return out
+
+
+def is_json_text(path: Path) -> bool:
+    """Whether the slot at `path` holds a JSON document as a string (a tool call's arguments)."""
+    return path[-1] == "arguments"
 
 
 def spliced(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
