@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -66,3 +67,30 @@ async def test_redacted_tool_arguments_stay_valid_json(arguments, ensure_ascii):
     parsed = json.loads(sent)  # still JSON
     assert set(parsed) == set(arguments)
     assert "@example." not in sent and "<EMAIL_ADDRESS>" in sent
+
+
+async def test_requests_scanned_together_fail_alone(monkeypatch):
+    # The scans of one loop turn run together, detector by detector; a text that makes a detector fail fails its
+    # own request (503, fail_closed), never the others of the batch, which get their findings.
+    engine = SafetyEngine(SafetyPolicy.model_validate({"pii": {}, "abuse": {"prompt_injection": "flag", "secrets": "redact"}}))
+    analyze = engine._scanner.analyze
+
+    def fragile(text, deadline=None):
+        if "poison" in text:
+            raise TimeoutError("PII scan ran out of time")
+        return analyze(text, deadline)
+
+    monkeypatch.setattr(engine._scanner, "analyze", fragile)
+    bodies = [
+        chat(("user", "mail me at ann@example.com")),
+        chat(("user", "a poison text")),
+        chat(("user", ATTACK)),
+        chat(("user", "my password: hunter2-Secret!")),
+    ]
+    results = await asyncio.gather(
+        *(engine.inspect(body, "k", Exchange(None, str(i).encode())) for i, body in enumerate(bodies)), return_exceptions=True
+    )
+    assert results[0].pii_entities == {"EMAIL_ADDRESS"}
+    assert isinstance(results[1], GatewayError) and results[1].status == 503
+    assert results[2].flags == {"prompt_injection"}
+    assert results[3].flags == {"secret"}
