@@ -6,7 +6,8 @@ Detection runs before the route is decided, so routes can match on what was foun
 house) gets the body as sent; any other gets a redacted copy, or a 403 for entities set to `block`.
 Every text is scanned once: results are cached by a digest of the text (chat clients resend the whole
 conversation every turn), a request with a lot of new text is scanned in a worker thread so the
-event loop keeps serving, and the scans of requests that arrive together run back to back (safety/batch.py).
+event loop keeps serving, and the scans of requests that arrive together run together, detector by detector
+(safety/batch.py).
 """
 
 from __future__ import annotations
