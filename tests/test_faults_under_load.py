@@ -320,7 +320,8 @@ async def test_sigterm_under_load_finishes_what_it_accepted_then_refuses_and_exi
     async with MixedLoad(gateway.base_url, KEY, "chat", clients=CLIENTS) as load:
         load.phase = "before"
         await load.answers(PER_PHASE)
-        in_flight = openai_upstream.in_flight
+        # Some requests mid-way at the signal: the clients keep sending, but an instant between two can find none.
+        in_flight = await async_wait_until(lambda: openai_upstream.in_flight, timeout=10, message="requests at the upstream")
         load.phase = "draining"
         signalled = time.monotonic()  # the clock of Outcome.sent_at
         gateway.send_signal(signal.SIGTERM)
