@@ -291,6 +291,7 @@ class RedisLimits:
             self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
 
     async def _flush(self, batch: list[_Call]) -> None:
+        outages = self.outages
         connection = self._idle.pop() if self._idle else self._pool.make_connection()
         try:
             async with asyncio.timeout(self._timeout):
@@ -309,7 +310,10 @@ class RedisLimits:
             self._went_down(_reason(error))
             _fail(batch, LimitsUnavailable(self.where))
             return
-        self._idle.append(connection)
+        if self.outages == outages:
+            self._idle.append(connection)
+        else:  # Redis went away while this call was out: its connection may be dead though the call went through
+            await connection.disconnect(nowait=True)
         for call, reply in zip(batch, replies):
             if isinstance(reply, ResponseError):  # the script itself failed (a bug, or Redis out of memory)
                 self._went_down(f"script error: {reply}")

@@ -277,6 +277,25 @@ async def test_redis_outage_fails_fast_and_redis_is_used_again_once_back(redis_s
         await shared.close()
 
 
+async def test_a_connection_out_during_an_outage_is_not_used_again(shared_limits, redis_client):
+    # A call can go through on a connection while another call finds Redis gone. That connection was opened before
+    # the outage (a restarted Redis has closed it) and must not be used once Redis is back: it would fail the first
+    # call after the recovery and declare a second outage.
+    shared, client = shared_limits, redis_client
+    rpm = plan(requests_per_minute=100)
+    used = shared._idle[-1]
+    client.client_pause(10_000, all=False)  # Redis holds writes (scripts included) until unpaused
+    admission = asyncio.ensure_future(shared.admit(rpm, "in flight", 0))
+    await async_wait_until(lambda: used not in shared._idle, timeout=5, message="the call to take the connection")
+    shared._went_down("another call failed")
+    client.client_unpause()
+    assert (await admission).admitted
+    assert used not in shared._idle and not used.is_connected
+    await async_wait_until(lambda: shared.up, timeout=5, message="reconnected")
+    assert (await shared.admit(rpm, "after", 0)).requests_remaining == 98
+    assert shared.outages == 1
+
+
 async def test_settlements_of_one_plan_share_one_call(shared_limits, redis_client):
     shared, client = shared_limits, redis_client
     busy = plan(tokens_per_minute=1000, concurrent_requests=20)
