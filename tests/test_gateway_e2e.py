@@ -174,12 +174,14 @@ def test_a_stream_is_whole_at_done_even_while_the_upstream_keeps_its_connection_
             for line in response.iter_lines():
                 if line == "data: [DONE]":
                     break  # and close the connection
-    metrics = wait_until(lambda: _answered_streams(gateway) == 3 and scrape(gateway), timeout=10, message="three answered")
+    metrics = wait_until(lambda: _when_answered(gateway, 3), timeout=10, message="three answered")
     assert metrics.value("switchyard_requests_total", route="chat", status="499") == 0
 
 
-def _answered_streams(gateway) -> float:
-    return scrape(gateway).value("switchyard_requests_total", route="chat", status="200")
+def _when_answered(gateway, count: int):
+    """The gateway's metrics once `count` requests of the chat route were answered (200), else None."""
+    metrics = scrape(gateway)
+    return metrics if metrics.value("switchyard_requests_total", route="chat", status="200") == count else None
 
 
 def test_echo_target_streams_deterministically(sdk):

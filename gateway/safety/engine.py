@@ -331,7 +331,7 @@ class SafetyEngine:
             secrets = report.secrets if redacts_secrets else ()
             findings = report.pii if pii_applies else ()
             if secrets or findings:
-                text = self._rewrite(slot.text, findings, secrets, pseudonyms, is_json_text(slot.path))
+                text = self._rewrite(slot.text, findings, secrets, pseudonyms, is_json_text(slot.path[-1]))
                 if text != slot.text:
                     changes[slot.path] = text
         if pseudonyms is not None and pseudonyms.values:

@@ -39,7 +39,7 @@ from gateway.exchange import Exchange
 from gateway.safety.pii import Finding, PiiScanner
 from gateway.safety.restore import Key, rewrite_stream
 from gateway.safety.schema import NER_ENTITIES
-from gateway.safety.slots import outside_escapes, spliced
+from gateway.safety.slots import is_json_text, outside_escapes, spliced
 
 HOLD_CHARS = 128  # longest tail a stream holds back (emails and spaced numbers are far shorter)
 CONTEXT_CHARS = 100  # released text kept as the next scan's left context: covers the scanner's 80-character look-back
@@ -164,7 +164,7 @@ class ReplyRedactor:
             text = holder[name]
             findings = self.findings(text, exchange) if text else ()
             if findings:
-                holder[name] = redacted(text, findings, json_text=name == "arguments")
+                holder[name] = redacted(text, findings, json_text=is_json_text(name))
                 found = True
         if not found:
             return body
@@ -220,7 +220,7 @@ class _StreamRedactor:
         prefilter = self._redactor.prefilter
         scan = prefilter is None or prefilter.search(text) is not None
         spans = _spans(self._redactor.findings(whole, self._exchange, in_stream=True)) if scan else []
-        if spans and key[0] == "arguments":
+        if spans and is_json_text(key[0]):
             spans = outside_escapes(whole, spans)
         for start, stop, replacement in spans:
             if stop <= base:

@@ -110,9 +110,10 @@ def outside_escapes(text: str, spans: Iterable[tuple[int, int, str]]) -> list[tu
     return out
 
 
-def is_json_text(path: Path) -> bool:
-    """Whether the slot at `path` holds a JSON document as a string (a tool call's arguments)."""
-    return path[-1] == "arguments"
+def is_json_text(field: str | int) -> bool:
+    """Whether a string held under `field` is a JSON document (a tool call's arguments), in a request body
+    (a slot's path ends with it) or in a reply."""
+    return field == "arguments"
 
 
 def spliced(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
