@@ -68,7 +68,9 @@ class StateConfig(Strict):
     )
     redis_timeout_s: float = Field(0.25, gt=0, le=10, description="Longest wait for Redis on a request, connecting included.")
     redis_retry_s: float = Field(1.0, gt=0, le=300, description="While Redis is unreachable, how often it is tried again.")
-    redis_max_connections: int = Field(16, ge=1, le=1024, description="Per process; concurrent calls share them as pipelines.")
+    redis_max_pipelines: int = Field(
+        16, ge=1, le=1024, description="Per process, in flight at once on its one connection; calls beyond wait for one to return."
+    )
     concurrency_lease_s: float = Field(
         600.0, gt=0, le=86400, description="A concurrency slot whose gateway died frees itself after this long."
     )

@@ -1,14 +1,14 @@
 """Limits shared by every replica, in Redis: one Lua call per admission, pipelined with its neighbours.
 
 Each call is one EVALSHA of gateway/limits.lua (EVAL when Redis answers NOSCRIPT, e.g. after a restart).
-Calls made during the same event-loop turn are written together as one pipeline on one connection:
-under load many admissions share one round trip and one read. An admission made while no call is pending
-or in flight is written at once instead (at low load there is nobody to wait for), so that its round trip
-runs while the request is scanned. Settlements (what ended requests used)
-are not awaited: they wait up to SETTLE_DELAY_S to ride along with an admission, and those of the same
-plan in one pipeline become one call. Commands are pre-encoded per plan, so a call only encodes its few
-per-request arguments. Connections come from redis-py (hiredis parser);
-this module does its own checkout, because the pool's bookkeeping costs more than the call itself.
+All calls go over one connection (gateway/redis_pipe.py), up to `state.redis_max_pipelines` pipelines in
+flight at once. Calls made during the same event-loop turn are written together as one pipeline: under
+load many admissions share one round trip and one read. An admission made while nothing is pending or in
+flight is written at once instead (at low load there is nobody to wait for), so that its round trip runs
+while the request is scanned; its reply wakes the request straight from the socket's callback. Settlements
+(what ended requests used) are not awaited: they wait up to SETTLE_DELAY_S to ride along with an admission,
+and those of the same plan in one pipeline become one call. Commands are pre-encoded per plan, so a call
+only encodes its few per-request arguments.
 
 Every round trip, connecting included, is bounded by `state.redis_timeout_s`. A failure marks Redis
 down (logged once per outage): calls then fail at once with LimitsUnavailable, without touching the
@@ -18,20 +18,21 @@ network, while a background task tries Redis again every `state.redis_retry_s`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from gateway.config import StateConfig
 from gateway.limits_base import Kind, LimitSpec, LimitsUnavailable, Plan, Verdict
+from gateway.redis_pipe import PipeClosed, RedisPipe, Replies, ReplyError
 
 log = logging.getLogger("switchyard.limits")
 
@@ -119,9 +120,10 @@ class RedisLimits:
     def __init__(self, state: StateConfig, clock: Callable[[], float] | None = None) -> None:
         """`clock` None: the script reads Redis TIME, one clock for all replicas (tests pass their own)."""
         assert state.redis_url is not None
+        # redis-py opens the connection (URL forms, TLS, AUTH, SELECT, client name); RedisPipe carries the calls.
         self._pool = ConnectionPool.from_url(
             state.redis_url,
-            socket_timeout=None,  # every round trip is bounded as a whole by asyncio.timeout instead
+            socket_timeout=None,  # every round trip is bounded by the pipe's own timer instead
             socket_connect_timeout=state.redis_timeout_s,
             retry=Retry(NoBackoff(), 0),  # a retry would hide an outage behind seconds of waiting
             maint_notifications_config=MaintNotificationsConfig(enabled=False),
@@ -131,14 +133,12 @@ class RedisLimits:
         self.where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
         self._timeout = state.redis_timeout_s
         self._retry_s = state.redis_retry_s
-        self._max_in_flight = state.redis_max_connections
+        self._max_in_flight = state.redis_max_pipelines
         self._clock = clock
-        self._idle: list[AbstractConnection] = []
+        self._pipe: RedisPipe | None = None  # None while Redis is down
         self._pending: list[_Call] = []
-        self._in_flight = 0
         self._kick_scheduled = False
         self._kick_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._reconnecting: asyncio.Task[None] | None = None
         self.up = False
         self.outages = 0  # how many times Redis went away
@@ -155,22 +155,30 @@ class RedisLimits:
         if self._reconnecting is not None:
             self._reconnecting.cancel()
         self._kick()
-        if self._tasks:  # let queued settlements land, within the usual bound
-            await asyncio.wait(list(self._tasks), timeout=self._timeout)
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.disconnect(nowait=True)
+        pipe, self._pipe = self._pipe, None
+        if pipe is None:
+            return
+        if pipe.waiting:  # let queued settlements land, within the usual bound: replies come in order
+            with contextlib.suppress(Exception):
+                await _ask(pipe, [_PING])
+        pipe.close(PipeClosed("the limits are closing"))
 
     async def _connect(self) -> str | None:
         """One connection, checked with PING, the script loaded: Redis is usable again. Else why not."""
         connection = self._pool.make_connection()
+        pipe = None
         try:
             async with asyncio.timeout(self._timeout):
-                await self._round_trip(connection, [_PING, _SCRIPT_LOAD], raise_errors=True)
+                pipe = await RedisPipe.take_over(connection, self._timeout)
+                for reply in await _ask(pipe, [_PING, _SCRIPT_LOAD]):
+                    if isinstance(reply, ReplyError):
+                        raise reply
         except Exception as error:
+            if pipe is not None:
+                pipe.close(PipeClosed("not usable"))
             await connection.disconnect(nowait=True)
             return _reason(error)
-        self._idle.append(connection)
+        self._pipe = pipe
         if not self.up:
             self.up = True
             self.on_change(True)
@@ -194,13 +202,15 @@ class RedisLimits:
         if self.up:
             self.on_change(False)
         self.up = False
-        stale, self._idle = self._idle, []
+        # Calls in flight fail now; the connection is not used again (a restarted Redis has closed it, and a call
+        # that went through on it meanwhile would make the first call after the recovery fail).
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close(PipeClosed(f"Redis at {self.where} is unavailable"))
         if self._reconnecting is None or self._reconnecting.done():
-            self._reconnecting = asyncio.get_running_loop().create_task(self._retry_later(stale))
+            self._reconnecting = asyncio.get_running_loop().create_task(self._retry_later())
 
-    async def _retry_later(self, stale: list[AbstractConnection]) -> None:
-        for connection in stale:
-            await connection.disconnect(nowait=True)
+    async def _retry_later(self) -> None:
         await asyncio.sleep(self._retry_s)
         await self._reconnect()
 
@@ -248,7 +258,7 @@ class RedisLimits:
             self._submit(_Call(self._wires(plan).settle, _SETTLE, [self._entry(entry, token_delta, usd_bulk)], None))
 
     def _submit(self, call: _Call) -> None:
-        idle = not self._pending and not self._in_flight
+        idle = not self._pending and (self._pipe is None or not self._pipe.waiting)
         self._pending.append(call)
         if call.future is not None:
             if idle:
@@ -265,58 +275,40 @@ class RedisLimits:
             asyncio.get_running_loop().call_soon(self._kick)
 
     def _kick(self) -> None:
-        """Sends what is pending, as pipelines, while connections are free; the rest waits for one."""
+        """Sends what is pending, as pipelines, while fewer than the most allowed are in flight; the rest waits."""
         self._kick_scheduled = False
         if self._kick_timer is not None:
             self._kick_timer.cancel()
             self._kick_timer = None
-        if not self.up:
+        pipe = self._pipe
+        if pipe is None:
             pending, self._pending = self._pending, []
             _fail(pending, LimitsUnavailable(self.where))
             return
-        loop = asyncio.get_running_loop()
-        while self._pending and self._in_flight < self._max_in_flight:
+        while self._pending and pipe.waiting < self._max_in_flight:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self._in_flight += 1
-            task = loop.create_task(self._flush(_merge_settlements(batch)))
-            self._tasks.add(task)
-            task.add_done_callback(self._flushed)
+            self._send(pipe, _merge_settlements(batch), _EVALSHA)
 
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._in_flight -= 1
-        if any(call.future is not None for call in self._pending):
-            self._kick_soon()
-        elif self._pending and self._kick_timer is None:
-            self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
+    def _send(self, pipe: RedisPipe, batch: list[_Call], script: bytes) -> None:
+        pipe.send([call.encode(script) for call in batch], lambda replies: self._answered(pipe, batch, replies))
 
-    async def _flush(self, batch: list[_Call]) -> None:
-        outages = self.outages
-        connection = self._idle.pop() if self._idle else self._pool.make_connection()
-        try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._round_trip(connection, [call.encode(_EVALSHA) for call in batch])
-                unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-                if unknown:  # Redis restarted and lost its script cache: EVAL caches it again
-                    again = await self._round_trip(connection, [batch[i].encode(_EVAL) for i in unknown])
-                    for i, reply in zip(unknown, again):
-                        replies[i] = reply
-        except asyncio.CancelledError:
-            await connection.disconnect(nowait=True)
-            _fail(batch, LimitsUnavailable(self.where))
-            raise
-        except Exception as error:
-            await connection.disconnect(nowait=True)
-            self._went_down(_reason(error))
+    def _answered(self, pipe: RedisPipe, batch: list[_Call], replies: Replies | Exception) -> None:
+        """A pipeline's replies are in (or lost): hand them out, then send what waited for room."""
+        if isinstance(replies, Exception):
+            if pipe is self._pipe:
+                self._went_down(_reason(replies))
             _fail(batch, LimitsUnavailable(self.where))
             return
-        if self.outages == outages:
-            self._idle.append(connection)
-        else:  # Redis went away while this call was out: its connection may be dead though the call went through
-            await connection.disconnect(nowait=True)
+        unknown = [call for call, reply in zip(batch, replies) if _no_script(reply)]
+        if unknown:  # Redis restarted and lost its script cache: EVAL caches it again
+            self._send(pipe, unknown, _EVAL)
         for call, reply in zip(batch, replies):
-            if isinstance(reply, ResponseError):  # the script itself failed (a bug, or Redis out of memory)
-                self._went_down(f"script error: {reply}")
+            if isinstance(reply, ReplyError):
+                if _no_script(reply):
+                    continue
+                # The script itself failed (a bug, or Redis out of memory).
+                if pipe is self._pipe:
+                    self._went_down(f"script error: {reply}")
                 reply = LimitsUnavailable(self.where)
             future = call.future
             if future is None:
@@ -329,19 +321,29 @@ class RedisLimits:
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
+        if any(call.future is not None for call in self._pending):
+            self._kick_soon()
+        elif self._pending and self._kick_timer is None:
+            self._kick_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._kick)
 
-    @staticmethod
-    async def _round_trip(connection: AbstractConnection, commands: list[bytes], raise_errors: bool = False) -> list[Any]:
-        await connection.send_packed_command(b"".join(commands), check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as error:  # one command's error; the connection is still in step
-                if raise_errors:
-                    raise
-                replies.append(error)
-        return replies
+
+async def _ask(pipe: RedisPipe, commands: list[bytes]) -> Replies:
+    """The replies to `commands`, awaited (start-up and shutdown; calls use callbacks)."""
+    answer: asyncio.Future[Replies] = asyncio.get_running_loop().create_future()
+
+    def done(replies: Replies | Exception) -> None:
+        if not answer.done():
+            if isinstance(replies, Exception):
+                answer.set_exception(replies)
+            else:
+                answer.set_result(replies)
+
+    pipe.send(commands, done)
+    return await answer
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 def verdict(reply: list[int]) -> Verdict:

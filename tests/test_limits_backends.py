@@ -277,22 +277,45 @@ async def test_redis_outage_fails_fast_and_redis_is_used_again_once_back(redis_s
         await shared.close()
 
 
-async def test_a_connection_out_during_an_outage_is_not_used_again(shared_limits, redis_client):
-    # A call can go through on a connection while another call finds Redis gone. That connection was opened before
-    # the outage (a restarted Redis has closed it) and must not be used once Redis is back: it would fail the first
-    # call after the recovery and declare a second outage.
+async def test_a_redis_that_stops_answering_is_given_up_on_at_the_timeout(redis_url, redis_client):
+    # Connected but silent (overloaded, or a network that drops packets): nothing ever fails on the socket, so only the
+    # timeout can end the wait. Every call waiting then fails together, and Redis is tried again once it answers.
+    shared = RedisLimits(StateConfig(redis_url=redis_url, redis_timeout_s=0.2, redis_retry_s=0.1))
+    await shared.start()
+    rpm = plan(requests_per_minute=100)
+    redis_client.client_pause(3_000, all=False)
+    try:
+        waiting = await asyncio.gather(*(shared.admit(rpm, f"r{i}", 0) for i in range(5)), return_exceptions=True)
+        assert all(isinstance(outcome, LimitsUnavailable) for outcome in waiting)
+        assert not shared.up and shared.outages == 1
+    finally:
+        redis_client.client_unpause()
+    try:
+        await async_wait_until(lambda: shared.up, timeout=5, message="reconnected")
+        assert (await shared.admit(rpm, "after", 0)).admitted
+    finally:
+        await shared.close()
+
+
+async def test_an_outage_fails_the_calls_in_flight_and_drops_their_connection(shared_limits, redis_client):
+    # When one call finds Redis gone, the connection is given up: the calls still waiting on it fail at once instead
+    # of each waiting out its timeout, and it is never used again (a restarted Redis has closed it: a call sent on it
+    # after the recovery would fail and declare a second outage).
     shared, client = shared_limits, redis_client
     rpm = plan(requests_per_minute=100)
-    used = shared._idle[-1]
     client.client_pause(10_000, all=False)  # Redis holds writes (scripts included) until unpaused
-    admission = asyncio.ensure_future(shared.admit(rpm, "in flight", 0))
-    await async_wait_until(lambda: used not in shared._idle, timeout=5, message="the call to take the connection")
-    shared._went_down("another call failed")
-    client.client_unpause()
-    assert (await admission).admitted
-    assert used not in shared._idle and not used.is_connected
+    try:
+        in_flight = shared.start_admission(rpm, "in flight", 0)  # written at once: nothing else is pending
+        shared._went_down("another call failed")
+        assert in_flight.done(), "a call waiting on the dropped connection fails at once"
+        with pytest.raises(LimitsUnavailable):
+            in_flight.result()
+    finally:
+        client.client_unpause()
     await async_wait_until(lambda: shared.up, timeout=5, message="reconnected")
-    assert (await shared.admit(rpm, "after", 0)).requests_remaining == 98
+    assert (await shared.admit(rpm, "after", 0)).admitted
+    names = [c["name"] for c in client.client_list()]
+    assert names.count("switchyard") == 1, "the dropped connection is closed, only the new one is open"
     assert shared.outages == 1
 
 
