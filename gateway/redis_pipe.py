@@ -46,7 +46,7 @@ class RedisPipe(asyncio.Protocol):
 
     def __init__(self, timeout_s: float, owner: object = None) -> None:
         self._transport: asyncio.Transport | None = None
-        self._owner = owner  # redis-py's connection object, if it opened the socket: it closes it when collected
+        self._owner = owner  # the stream writer redis-py opened the socket with: collected, it would close it
         self._timeout = timeout_s
         self._reader = hiredis.Reader(replyError=ReplyError)
         self._waiting: deque[_Batch] = deque()
@@ -59,8 +59,9 @@ class RedisPipe(asyncio.Protocol):
         await connection.connect()
         writer = connection._writer  # noqa: SLF001 - the transport under redis-py's stream, taken over here
         assert writer is not None
+        connection._writer = connection._reader = None  # noqa: SLF001 - the socket is the pipe's now
         transport = writer.transport
-        pipe = cls(timeout_s, connection)
+        pipe = cls(timeout_s, writer)
         transport.set_protocol(pipe)
         pipe.connection_made(transport)
         return pipe
