@@ -63,6 +63,11 @@ def create_app(settings: Settings) -> Dispatch:
     drain = Drain(runtime, server.drain_grace_s, server.drain_timeout_s)
 
     async def metrics(request: Request) -> Response:
+        if runtime.metrics_access is not None:
+            try:
+                runtime.metrics_access.check(_raw_headers(request))
+            except GatewayError as error:
+                return _error(error)
         body, content_type = recorder.exposition()
         return Response(body, headers={"content-type": content_type})
 

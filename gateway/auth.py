@@ -91,11 +91,14 @@ class Authenticator:
         return tenant  # type: ignore[return-value]
 
 
-class AdminAuthenticator:
-    def __init__(self, admin_keys: Iterable[str]) -> None:
-        self._keys = KeyRing((key_hash, True) for key_hash in admin_keys)
+class OperatorKeys:
+    """The keys of an operator's endpoint (admin, metrics): no tenant key opens it, and none of them is a tenant key."""
+
+    def __init__(self, key_hashes: Iterable[str], refusal: str) -> None:
+        self._keys = KeyRing((key_hash, True) for key_hash in key_hashes)
+        self._refusal = refusal
 
     def check(self, headers: Mapping[bytes, bytes]) -> None:
         key = presented_key(headers)
         if key is None or self._keys.owner(key) is None:
-            raise GatewayError(401, "Admin endpoints need an admin key.", code="invalid_api_key")
+            raise GatewayError(401, self._refusal, code="invalid_api_key")

@@ -192,6 +192,10 @@ class TracingConfig(Strict):
 
 class ObservabilityConfig(Strict):
     metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics.")
+    metrics_keys: list[KeyHash] = Field(
+        default_factory=list,
+        description="Keys a scraper presents for GET /metrics (sha256:<hex>, like admin keys); empty: /metrics needs no key.",
+    )
     access_log: bool = Field(False, description="One JSON line per request on stdout: ids, names, numbers; no keys, no prompt text.")
     tracing: TracingConfig = TracingConfig()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters import build_adapter
 from adapters.base import Adapter
-from gateway.auth import AdminAuthenticator, Authenticator, Tenant
+from gateway.auth import Authenticator, OperatorKeys, Tenant
 from gateway.config import ConfigError
 from gateway.limit import Limiter
 from gateway.settings import Settings
@@ -51,7 +51,9 @@ class Runtime:
         config = settings.config
         self.settings = settings
         self.authenticator = Authenticator(config.tenants)
-        self.admin = AdminAuthenticator(config.admin_keys)
+        self.admin = OperatorKeys(config.admin_keys, "Admin endpoints need an admin key.")
+        metrics_keys = config.observability.metrics_keys
+        self.metrics_access = OperatorKeys(metrics_keys, "GET /metrics needs a metrics key.") if metrics_keys else None
         self.price_map = price_map_for(config.targets)  # litellm's bundled model map, parsed once
         self.catalog = Catalog(config.targets, self.price_map)
         self.screen = Screen(self.catalog, config.tenants)

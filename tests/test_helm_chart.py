@@ -386,6 +386,19 @@ def test_service_monitor_scrapes_metrics_on_the_gateway_service_port(chart):
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}  # the live gateway test scrapes it
     with pytest.raises(helm.HelmRenderError, match="config.observability.metrics is false"):
         render(chart, {"serviceMonitor": {"enabled": True}, "config": {"observability": {"metrics": False}}})
+    assert "authorization" not in endpoint
+
+
+def test_service_monitor_sends_the_metrics_key_when_metrics_need_one(chart):
+    keyed = {"observability": {"metrics_keys": ["sha256:" + "ab" * 32]}}
+    manifests = render(chart, {"serviceMonitor": {"enabled": True, "keySecret": {"name": "scraper", "key": "token"}},
+                               "config": keyed})
+    (endpoint,) = one(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "scraper", "key": "token"}}
+    with pytest.raises(helm.HelmRenderError, match="serviceMonitor.keySecret must name the Secret"):
+        render(chart, {"serviceMonitor": {"enabled": True}, "config": keyed})
+    with pytest.raises(helm.HelmRenderError, match="serviceMonitor.keySecret.key"):
+        render(chart, {"serviceMonitor": {"enabled": True, "keySecret": {"name": "scraper"}}, "config": keyed})
 
 
 def test_notes_tell_how_to_call_the_gateway(chart):

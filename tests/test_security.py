@@ -255,6 +255,38 @@ def test_without_admin_keys_the_admin_endpoints_stay_shut(upstreams, start_gatew
             assert http.post("/admin/reload").status_code == 401
 
 
+METRICS_KEY, METRICS_HASH = make_key("scraper")
+METRICS_REFUSAL = {"error": {"message": "GET /metrics needs a metrics key.", "type": "invalid_request_error",
+                             "param": None, "code": "invalid_api_key"}}
+
+
+def test_with_metrics_keys_only_a_metrics_key_reads_metrics(upstreams, start_gateway):
+    # /metrics names every tenant and route, with their request counts and spend: with `metrics_keys` set it is for
+    # the scraper alone. The admin key does not open it (least privilege both ways), nor does a tenant's.
+    a_up, b_up = upstreams
+    config = two_tenants(a_up, b_up) | {"observability": {"metrics": True, "metrics_keys": [METRICS_HASH]}}
+    gateway = start_gateway(config, policies={"policy.yaml": POLICY})
+    with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=10) as http:
+        assert http.post(CHAT, json=chat("a-chat")).status_code == 200
+    wrong = METRICS_KEY[:-1] + ("0" if METRICS_KEY[-1] != "0" else "1")
+    refused_headers = [
+        {}, {"Authorization": f"Bearer {KEY_A}"}, {"Authorization": f"Bearer {ADMIN_KEY}"}, {"Authorization": f"Bearer {wrong}"},
+        {"Authorization": f"Bearer {METRICS_HASH}"}, {"Authorization": f"Basic {METRICS_KEY}"}, {"Authorization": "Bearer"},
+    ]
+    for headers in refused_headers:
+        response = httpx.get(gateway.base_url + "/metrics", headers=headers, timeout=10)
+        assert response.status_code == 401 and response.json() == METRICS_REFUSAL, (headers, response.text)
+        assert "tenant-a" not in response.text
+    for headers in ({"Authorization": f"Bearer {METRICS_KEY}"}, {"x-api-key": METRICS_KEY}):
+        response = httpx.get(gateway.base_url + "/metrics", headers=headers, timeout=10)
+        assert response.status_code == 200 and 'tenant="tenant-a"' in response.text
+    # The metrics key is no tenant key, and no admin key.
+    with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {METRICS_KEY}"}, timeout=10) as http:
+        assert http.get("/v1/models").status_code == 401
+        assert http.get("/admin/policy").json() == ADMIN_REFUSAL
+    assert METRICS_KEY not in gateway.log_text()
+
+
 # ----- 3. secrets are compared as digests, never with == -----------------------------------------------------------
 
 # Digests are not in the list: policy files' digests are no secrets, and a key's digest is only ever a dict key
@@ -301,7 +333,7 @@ def test_no_secret_is_compared_with_plain_equality_in_the_product():
 
 
 def test_keys_are_looked_up_by_digest_and_the_plaintext_is_never_kept():
-    from gateway.auth import AdminAuthenticator, Authenticator, KeyRing, hash_key
+    from gateway.auth import Authenticator, KeyRing, OperatorKeys, hash_key
     from gateway.config import TenantConfig
 
     ring = KeyRing([(HASH_A, "tenant-a")])
@@ -310,5 +342,5 @@ def test_keys_are_looked_up_by_digest_and_the_plaintext_is_never_kept():
     assert ring.owner(HASH_A.removeprefix("sha256:")) is None, "the stored digest is not itself a key"
     authenticator = Authenticator({"tenant-a": TenantConfig(keys=[hash_key(KEY_A)], models=["*"])})
     assert authenticator.authenticate({b"authorization": f"Bearer {KEY_A}".encode()}).name == "tenant-a"
-    held = repr(vars(authenticator._keys)) + repr(vars(AdminAuthenticator([ADMIN_HASH])._keys))
+    held = repr(vars(authenticator._keys)) + repr(vars(OperatorKeys([ADMIN_HASH], "no")._keys))
     assert KEY_A not in held and ADMIN_KEY not in held
