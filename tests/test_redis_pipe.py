@@ -5,13 +5,23 @@ real Redis for error replies."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.asyncio.connection import ConnectionPool
 
 from fakes import async_wait_until
+from fakes.network import free_port
+from fakes.redis_server import find_redis_server
+from gateway.config import Limits, StateConfig
+from gateway.limit import limit_specs
+from gateway.limits_base import Plan
+from gateway.limits_redis import RedisLimits
 from gateway.redis_pipe import PipeClosed, RedisPipe, Replies, ReplyError
 
 PING = b"*1\r\n$4\r\nPING\r\n"
@@ -155,3 +165,69 @@ async def test_on_real_redis_after_redis_py_s_handshake(redis_url: str, redis_cl
         assert "pipe-test" in [c["name"] for c in redis_client.client_list()], "the handshake (CLIENT SETNAME) ran"
     finally:
         pipe.close(PipeClosed("test over"))
+
+
+# ----- every kind of connection redis-py opens --------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_variants(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Starts a redis-server reached over TLS, a Unix socket, or with a password and a database number; gives its URL."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start(kind: str) -> str:
+        port = free_port()
+        args = [find_redis_server(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        if kind == "tls":
+            cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=redis",
+                            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                           check=True, capture_output=True)
+            args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                     "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+            url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        elif kind == "unix":
+            socket_path = tmp_path / "redis.sock"
+            args += ["--port", "0", "--unixsocket", str(socket_path)]
+            url = f"unix://{socket_path}?db=2"
+        else:
+            args += ["--port", str(port), "--requirepass", "s3cret-pass"]
+            url = f"redis://:s3cret-pass@127.0.0.1:{port}/3"
+        log = tmp_path / f"redis-{kind}.log"
+        with log.open("wb") as output:
+            child = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+        children.append(child)
+        deadline = time.monotonic() + 10
+        while True:  # until it answers over the very URL under test
+            try:
+                with redis.Redis.from_url(url, socket_timeout=1) as client:
+                    client.ping()
+                return url
+            except redis.RedisError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server ({kind}) did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    yield start
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("kind", ["tls", "unix", "password and database"])
+async def test_the_limits_work_over_every_kind_of_redis_url(redis_variants, kind: str):
+    # redis-py opens the connection (TLS, a Unix socket, AUTH, SELECT) before the pipe takes its transport over.
+    url = redis_variants(kind)
+    shared = RedisLimits(StateConfig(redis_url=url))
+    await shared.start()
+    try:
+        assert shared.up
+        rpm = Plan(limit_specs(Limits(requests_per_minute=5), "acme", "t", "tenant 'acme'", 30_000))
+        verdicts = [await shared.admit(rpm, f"r{i}", 0) for i in range(6)]
+        assert [v.admitted for v in verdicts] == [True] * 5 + [False]
+        assert [v.requests_remaining for v in verdicts[:5]] == [4, 3, 2, 1, 0]
+    finally:
+        await shared.close()
+    with redis.Redis.from_url(url) as client:
+        assert client.dbsize() == 1, "the window is in the URL's database"
