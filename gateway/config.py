@@ -30,14 +30,15 @@ class ServerConfig(Strict):
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     policy_watch_s: float = Field(1.0, ge=0, le=3600, description="How often policy files are checked for changes; 0: never.")
-    # Slow clients: without these a client trickling its request holds a connection (and a slot of the
-    # server's) for as long as it likes.
+    # Slow clients: without these a client trickling its request, or not reading its answer, holds a connection
+    # (and a slot of the server's, or an upstream stream) for as long as it likes.
     client_timeout_s: float = Field(
         30.0,
         gt=0,
         le=3600,
         description="A client gets this long to send a request's headers, and this long again for its body; "
-        "past either, 408 and the connection is closed.",
+        "past either, 408 and the connection is closed. A client that takes nothing of its answer for this long "
+        "(the gateway's buffer for it full) is cut off, and the upstream stream it held ends.",
     )
     keep_alive_s: float = Field(5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this long.")
     # 0 by default: only behind a load balancer that learns of a stop late (a Kubernetes Service) does a

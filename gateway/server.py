@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
 import os
 import signal
+import struct
+import termios
 from types import FrameType
 from typing import Any
 
@@ -79,17 +82,23 @@ class CorkedTransport:
 
 
 class SlowClientProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines for a request's headers, and then for its body.
+    """uvicorn's httptools protocol with deadlines for a request's headers, then for its body, and for a client
+    that stops reading its response.
 
-    uvicorn has neither: a client that trickles its request a byte at a time holds the connection, a file
-    descriptor and (for the body) a task, for as long as it likes. Past a deadline the client gets a 408 and the
-    connection is closed. A request that arrives whole, the usual case, never arms a timer.
+    uvicorn has none: a client that trickles its request a byte at a time holds the connection, a file
+    descriptor and (for the body) a task, for as long as it likes; past a deadline the client gets a 408 and the
+    connection is closed. A client that stops reading holds, besides, the upstream stream it asked for and that
+    stream's pooled upstream connection (the relay waits for the client's socket to drain): once the socket has
+    accepted nothing for the same time, the connection is aborted, which ends the relay and frees the upstream.
+    A request that arrives whole and is read as it comes, the usual case, never arms a timer.
     """
 
     def __init__(self, *args: Any, client_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timeout_s = client_timeout_s
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None  # armed while writing is paused
+        self._unread = 0  # bytes waiting for the client when that deadline was armed
         self._in_headers = False  # a request's first byte has arrived, the end of its headers not yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -116,7 +125,46 @@ class SlowClientProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._arm_write()
+
+    def resume_writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        super().resume_writing()
+
+    def _arm_write(self) -> None:
+        self._unread = self._unread_bytes()
+        self._write_deadline = self.loop.call_later(self._timeout_s, self._check_reading)
+
+    def _check_reading(self) -> None:
+        """While writing is paused nothing new is written (uvicorn waits for the drain), so fewer bytes unread
+        means the client read some: a slow reader is given another period, one that read nothing is cut off."""
+        if self._unread_bytes() < self._unread:
+            self._arm_write()
+            return
+        self._write_deadline = None
+        self.transport.abort()  # the answer has begun: no status can be sent any more, only the end of it
+
+    def _unread_bytes(self) -> int:
+        """What was written for the client and not taken by it yet: in the transport's buffer and in the kernel's
+        send queue (which a client reading slowly empties a little at a time, while the buffer stays full)."""
+        unread = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                unread += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)))[0]
+            except (OSError, ValueError):  # not a TCP socket on Linux: the buffer alone tells
+                pass
+        return unread
 
     def _body_pending(self) -> bool:
         # Also after an early answer (a 413 on the declared length): the rest still has to arrive in time.

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from fakes import wait_until
 from fakes.keys import make_key
 
 KEY, KEY_HASH = make_key("acme")
@@ -303,6 +304,55 @@ def test_many_slow_clients_do_not_starve_the_others(impatient_gateway):
     finally:
         for sock in slow:
             sock.close()
+
+
+@pytest.fixture
+def long_stream_gateway(make_openai_upstream, start_gateway):
+    """An impatient gateway before an upstream that streams a prompt of 200,000 words back, an event per word
+    (~30 MB of SSE): far more than the socket buffers hold, so a client that does not read holds the relay up."""
+    upstream = make_openai_upstream("long-streams")
+    config = {
+        "server": {"client_timeout_s": CLIENT_TIMEOUT_S},
+        "targets": {"m": {"adapter": "openai", "base_url": upstream.base_url, "model": "upstream-model"}},
+        "tenants": {"acme": {"keys": [KEY_HASH], "models": ["m"]}},
+    }
+    gateway = start_gateway(config)
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "word " * 200_000}]})
+    request = (f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # so the stall starts early
+    client.connect(("127.0.0.1", gateway.port))
+    client.sendall(request)
+    wait_until(lambda: upstream.in_flight == 1, timeout=10, message="the stream to begin")
+    yield gateway, upstream, client
+    client.close()
+    assert "Traceback" not in gateway.log_text()
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_its_upstream_stream_released(long_stream_gateway):
+    # Otherwise it would hold its upstream stream, and that stream's pooled upstream connection, for as long as it
+    # likes: the relay waits for the client's socket to drain.
+    gateway, upstream, _ = long_stream_gateway
+    wait_until(lambda: upstream.in_flight == 0, timeout=10 * CLIENT_TIMEOUT_S, message="the upstream stream to end")
+    assert upstream.cancelled_streams == 1
+    with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10) as other:
+        assert other.post(CHAT, json={"model": "m", "messages": USER_X}).status_code == 200
+
+
+def test_a_client_reading_slowly_is_not_cut_off(long_stream_gateway):
+    # 4 KB every CLIENT_TIMEOUT_S / 5: the gateway's buffer stays full (a paused writer) for longer than the
+    # timeout, but the client takes something in every period, so it is served for as long as it keeps reading.
+    _, upstream, client = long_stream_gateway
+    started, received = time.monotonic(), 0
+    while time.monotonic() - started < 3 * CLIENT_TIMEOUT_S:
+        chunk = client.recv(4096)
+        assert chunk, f"cut off after {time.monotonic() - started:.1f}s and {received} bytes"
+        received += len(chunk)
+        time.sleep(CLIENT_TIMEOUT_S / 5)  # the client's own slowness, not synchronisation
+    assert upstream.in_flight == 1, "the stream still runs"
+    client.close()
+    wait_until(lambda: upstream.in_flight == 0, timeout=10 * CLIENT_TIMEOUT_S, message="the upstream stream to end")
 
 
 def read_to_close(sock: socket.socket) -> bytes:
