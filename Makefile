@@ -51,8 +51,8 @@ bench-report: $(VENV)/.dev redis-server
 	$(PY) bench/run.py --rounds 3 --out docs/benchmarks.md --chart docs/img/benchmarks.png $(BENCH_ARGS)
 
 # Robustness runs (minutes; `make test` runs their short versions). See docs/robustness.md.
-soak: $(VENV)/.runtime
-	$(PY) bench/soak.py $(SOAK_ARGS)
+soak: $(VENV)/.runtime redis-server
+	$(PY) bench/soak.py --redis $(SOAK_ARGS)
 
 FAULTS_SCALE ?= 4
 faults: $(VENV)/.dev redis-server

@@ -114,10 +114,16 @@ def start_redis(procs: Processes, pinned: list[str]) -> int:
         time.sleep(0.02)
 
 
+def redis_integer(port: int, *parts: str) -> int:
+    """The integer reply of one command to the private Redis (DBSIZE, ZCARD key…)."""
+    command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p.encode()), p.encode()) for p in parts)
+    reply = _redis_command(port, command)
+    return int(reply[1:].split(b"\r\n", 1)[0])
+
+
 def redis_keys(port: int) -> int:
     """DBSIZE: proof that the limits really went to Redis."""
-    reply = _redis_command(port, b"DBSIZE\r\n")
-    return int(reply[1:].split(b"\r\n", 1)[0])
+    return redis_integer(port, "DBSIZE")
 
 
 def start_sink(procs: Processes, pinned: list[str]) -> int:

@@ -3,8 +3,8 @@
     .venv/bin/python bench/soak.py [--requests 100000] [--warmup 10000] [--concurrency 32] [--json FILE]
     make soak                      # the full run; SOAK_ARGS="--requests 20000" for a shorter one
 
-One `python -m gateway serve` (a generated config: a policy route, a priced target, a tenant concurrency limit)
-in front of bench/soak_upstream.py. bench/soak_load.py's client keeps `--concurrency` requests in flight: half
+One `python -m gateway serve` (a generated config: a policy route, a priced target, a tenant concurrency limit,
+with --redis kept in a private redis-server) in front of bench/soak_upstream.py. bench/soak_load.py's client keeps `--concurrency` requests in flight: half
 JSON, a third streams read to their end, the rest streams it hangs up on after their first event. Goals, checked
 once the load has stopped and the gateway is idle again:
 
@@ -14,6 +14,7 @@ once the load has stopped and the gateway is idle again:
   tasks             switchyard_event_loop_tasks back to its idle baseline (± --task-slack)
   upstream          every request arrived; each JSON reply and each stream not hung up on was written whole
   log               no traceback in the gateway's log
+  redis             (--redis) one connection to Redis, every concurrency lease given back, the limits' keys there
 
 Exit status: 0 all goals met, 1 a goal failed, 2 the harness could not run (its logs are kept and named).
 """
@@ -39,9 +40,11 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))  # sibling modules, also when imported from elsewhere
 
 from bench_proc import HarnessError, Managed, Processes, free_port, http_status, rss_mb, wait_ready  # noqa: E402
+from bench_setup import redis_integer, start_redis  # noqa: E402
 from soak_load import Client, established_connections, watch  # noqa: E402
 
 POOL_ROOM = 8  # the target's max_connections is the client's concurrency plus this: a leak soon exhausts it
+LEASES_KEY = "sy:{soak}:t:conc"  # the tenant's concurrency leases in Redis (gateway/limit.py names the keys)
 NO_PROXY = "127.0.0.1,localhost,::1"
 
 
@@ -54,26 +57,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task-slack", type=int, default=2, help="tasks allowed above the idle baseline")
     parser.add_argument("--progress-s", type=float, default=10.0, help="seconds between progress lines")
     parser.add_argument("--json", type=Path, help="also write the numbers and verdicts to FILE")
+    parser.add_argument("--redis", action="store_true", help="limits in a private redis-server (make soak does this)")
     args = parser.parse_args(argv)
     if not 0 < args.warmup < args.requests:
         parser.error("--warmup must be above 0 and below --requests")
     return args
 
 
-def write_config(workdir: Path, upstream_port: int, key: str, concurrency: int) -> Path:
+def write_config(workdir: Path, upstream_port: int, key: str, concurrency: int, redis_port: int | None) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()
     (workdir / "policy.yaml").write_text(
         "version: 1\nroutes:\n  - {name: chat, when: {model: chat}, send: [soak], attempt_timeout_s: 20}\n"
     )
     path = workdir / "gateway.yaml"
-    # The concurrency limit has room for twice the client's: leaked leases would show up as 429s.
+    # The concurrency limit has room for twice the client's: leaked leases would show up as 429s. With Redis, a
+    # requests limit too (never reached), whose window shows after the load that the admissions went there.
+    limits = f"concurrent_requests: {2 * concurrency}" + (", requests_per_minute: 1000000000" if redis_port else "")
     path.write_text(
         "targets:\n"
         f'  soak: {{adapter: openai, base_url: "http://127.0.0.1:{upstream_port}/v1", model: soak-model,\n'
         f"         max_connections: {concurrency + POOL_ROOM}, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}\n"
         "tenants:\n"
-        f'  soak: {{keys: ["sha256:{digest}"], models: [chat], limits: {{concurrent_requests: {2 * concurrency}}}}}\n'
+        f'  soak: {{keys: ["sha256:{digest}"], models: [chat], limits: {{{limits}}}}}\n'
         "policies: [policy.yaml]\n"
+        + (f'state: {{redis_url: "redis://127.0.0.1:{redis_port}/0"}}\n' if redis_port else "")
     )
     return path
 
@@ -152,7 +159,8 @@ def soak(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict:
     upstream = procs.spawn("upstream", [sys.executable, str(BENCH_DIR / "soak_upstream.py"), "--port", str(upstream_port)])
     wait_ready(upstream, upstream_port, timeout_s=10)
     key = "sk-soak-" + secrets.token_hex(12)
-    config = write_config(workdir, upstream_port, key, args.concurrency)
+    redis_port = start_redis(procs, []) if args.redis else None
+    config = write_config(workdir, upstream_port, key, args.concurrency, redis_port)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--host", "127.0.0.1",
             "--port", str(gateway_port)]
@@ -186,6 +194,12 @@ def soak(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict:
     # The upstream learns of a hang-up at its next write: give its streams a moment to notice.
     poll(lambda: streams_settled(upstream_stats(upstream_port)), timeout_s=5)
     numbers["upstream"] = upstream_stats(upstream_port)
+    if redis_port is not None:
+        # A lease is given back when its request ends; the last settlements may still be on their way.
+        leases = lambda: redis_integer(redis_port, "ZCARD", LEASES_KEY)  # noqa: E731
+        poll(lambda: leases() == 0, timeout_s=5)
+        numbers["redis"] = {"connections": established_connections(gateway.pid, redis_port), "leases": leases(),
+                            "keys": redis_integer(redis_port, "DBSIZE")}
     numbers["sent"], numbers["ok"] = dict(client.tally.sent), dict(client.tally.ok)
     numbers["errors"] = sum(client.tally.errors.values())
     numbers["error_examples"] = client.tally.examples()
@@ -236,7 +250,13 @@ def verdicts(numbers: dict, args: argparse.Namespace) -> dict[str, tuple[bool, s
             numbers["tracebacks"] == 0 and numbers["gateway_running"],
             f"{numbers['tracebacks']} tracebacks, gateway {'running' if numbers['gateway_running'] else 'DEAD'}",
         ),
-    }
+    } | ({} if "redis" not in numbers else {
+        "redis": (
+            numbers["redis"]["connections"] == 1 and numbers["redis"]["leases"] == 0 and numbers["redis"]["keys"] > 0,
+            f"{numbers['redis']['connections']} connection(s) to Redis, {numbers['redis']['leases']} concurrency leases "
+            f"still held, {numbers['redis']['keys']} keys",
+        ),
+    })
 
 
 def main(argv: list[str] | None = None) -> int:
