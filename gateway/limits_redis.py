@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ _EVAL = _bulk(b"EVAL") + _bulk(SCRIPT)
 _ADMIT, _SETTLE, _CANCEL = _bulk(b"admit"), _bulk(b"settle"), _bulk(b"cancel")
 _REDIS_TIME, _NO_USD = _bulk(b"0"), _bulk(b"0")
 _SCRIPT_LOAD = _command(b"SCRIPT", b"LOAD", SCRIPT)
+_KEEPALIVE = {
+    option: value
+    for option, value in ((getattr(socket, "TCP_KEEPIDLE", None), 60), (socket.TCP_KEEPINTVL, 15), (socket.TCP_KEEPCNT, 4))
+    if option is not None
+}
 _PING = _command(b"PING")
 
 
@@ -128,6 +134,8 @@ class RedisLimits:
             retry=Retry(NoBackoff(), 0),  # a retry would hide an outage behind seconds of waiting
             maint_notifications_config=MaintNotificationsConfig(enabled=False),
             client_name="switchyard",
+            # Probes keep an idle TCP connection open through NATs and firewalls, and find one that died silently.
+            **({} if state.redis_url.startswith("unix:") else {"socket_keepalive": True, "socket_keepalive_options": _KEEPALIVE}),
         )
         kwargs = self._pool.connection_kwargs
         self.where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
@@ -178,6 +186,7 @@ class RedisLimits:
                 pipe.close(PipeClosed("not usable"))
             await connection.disconnect(nowait=True)
             return _reason(error)
+        pipe.on_lost = self._lost
         self._pipe = pipe
         if not self.up:
             self.up = True
@@ -189,6 +198,24 @@ class RedisLimits:
     async def _reconnect(self) -> None:
         while await self._connect() is not None:
             await asyncio.sleep(self._retry_s)
+
+    def _lost(self, pipe: RedisPipe) -> None:
+        """The connection ended on its own (Redis closes idle clients after its `timeout`, a proxy drops them): a
+        new one is opened at once, and calls wait for it; only if that fails is Redis down."""
+        if pipe is not self._pipe or not self.up:
+            return  # one given up on here already
+        self._pipe = None
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._replace())
+
+    async def _replace(self) -> None:
+        failure = await self._connect()
+        if failure is not None:
+            self._reconnecting = None  # this task ends here: _went_down starts the retries
+            self._went_down(failure)
+            return
+        log.info("the connection to Redis at %s was closed by the other side; a new one is open", self.where)
+        self._kick()
 
     def _went_down(self, reason: str) -> None:
         if self.up or self.outages == 0:
@@ -207,6 +234,7 @@ class RedisLimits:
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             pipe.close(PipeClosed(f"Redis at {self.where} is unavailable"))
+        self._kick()  # the calls still waiting to be sent fail too
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.get_running_loop().create_task(self._retry_later())
 
@@ -241,7 +269,7 @@ class RedisLimits:
 
     def withdraw(self, plan: Plan, entry: str, reply: asyncio.Future[Any]) -> None:
         """Undoes an admission made by `start_admission` whose request will not be sent: at once if its reply is
-        in and admitted it, else when the reply arrives (the cancelled future tells `_flush`)."""
+        in and admitted it, else when the reply arrives (the cancelled future tells `_answered`)."""
         if not reply.cancel() and reply.exception() is None and _admitted(reply.result()):
             self.cancel(plan, entry)
 
@@ -282,8 +310,9 @@ class RedisLimits:
             self._kick_timer = None
         pipe = self._pipe
         if pipe is None:
-            pending, self._pending = self._pending, []
-            _fail(pending, LimitsUnavailable(self.where))
+            if not self.up:  # (while a lost connection is being replaced, calls wait for the new one)
+                pending, self._pending = self._pending, []
+                _fail(pending, LimitsUnavailable(self.where))
             return
         while self._pending and pipe.waiting < self._max_in_flight:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

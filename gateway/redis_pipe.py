@@ -45,6 +45,7 @@ class RedisPipe(asyncio.Protocol):
     every later `send`."""
 
     def __init__(self, timeout_s: float, owner: object = None) -> None:
+        self.on_lost: Callable[[RedisPipe], None] = lambda pipe: None  # the connection ended, from either side
         self._transport: asyncio.Transport | None = None
         self._owner = owner  # the stream writer redis-py opened the socket with: collected, it would close it
         self._timeout = timeout_s
@@ -120,6 +121,7 @@ class RedisPipe(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(PipeClosed(f"the connection to Redis was lost ({type(exc).__name__})" if exc else "Redis closed the connection"))
+        self.on_lost(self)
 
     def _timed_out(self) -> None:
         self.close(TimeoutError(f"Redis did not answer within {self._timeout}s"))

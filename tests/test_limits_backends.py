@@ -297,6 +297,47 @@ async def test_a_redis_that_stops_answering_is_given_up_on_at_the_timeout(redis_
         await shared.close()
 
 
+async def test_calls_waiting_for_room_fail_with_the_calls_in_flight(redis_url, redis_client):
+    # One pipeline in flight at most: the second call waits to be sent. When the first finds Redis silent, the
+    # waiting one must fail with it rather than wait for a call that never comes.
+    state = StateConfig(redis_url=redis_url, redis_timeout_s=0.2, redis_retry_s=0.1, redis_max_pipelines=1)
+    shared = RedisLimits(state)
+    await shared.start()
+    rpm = plan(requests_per_minute=100)
+    redis_client.client_pause(3_000, all=False)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(shared.admit(rpm, "first", 0), shared.admit(rpm, "second", 0), return_exceptions=True), 5
+        )
+        assert all(isinstance(outcome, LimitsUnavailable) for outcome in outcomes), outcomes
+    finally:
+        redis_client.client_unpause()
+        await shared.close()
+
+
+async def test_a_connection_redis_closes_while_idle_is_replaced_without_an_outage(shared_limits, redis_client, caplog):
+    # Redis's `timeout` setting (and proxies, and managed Redis services) close idle clients. That is no outage:
+    # a new connection is opened at once, and the next call goes through on it.
+    shared, client = shared_limits, redis_client
+    rpm = plan(requests_per_minute=100)
+    changes: list[bool] = []
+    shared.on_change = changes.append
+    assert (await shared.admit(rpm, "before", 0)).admitted
+    (first,) = [c["id"] for c in client.client_list() if c["name"] == "switchyard"]
+    client.config_set("timeout", 1)  # seconds idle before Redis closes a client
+    try:
+        await async_wait_until(
+            lambda: [c["id"] for c in client.client_list() if c["name"] == "switchyard"] not in ([], [first]),
+            timeout=10, message="Redis to close the idle connection and the limits to open another",
+        )
+    finally:
+        client.config_set("timeout", 0)
+    verdict = await shared.admit(rpm, "after", 0)
+    assert verdict.admitted and verdict.requests_remaining == 98
+    assert shared.outages == 0 and changes == [] and shared.up
+    assert "unavailable" not in caplog.text
+
+
 async def test_an_outage_fails_the_calls_in_flight_and_drops_their_connection(shared_limits, redis_client):
     # When one call finds Redis gone, the connection is given up: the calls still waiting on it fail at once instead
     # of each waiting out its timeout, and it is never used again (a restarted Redis has closed it: a call sent on it
