@@ -143,7 +143,7 @@ class RedisLimits:
         self._retry_s = state.redis_retry_s
         self._max_in_flight = state.redis_max_pipelines
         self._clock = clock
-        self._pipe: RedisPipe | None = None  # None while Redis is down
+        self._pipe: RedisPipe | None = None  # None while Redis is down, or while a lost connection is replaced
         self._pending: list[_Call] = []
         self._kick_scheduled = False
         self._kick_timer: asyncio.TimerHandle | None = None
