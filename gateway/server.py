@@ -125,9 +125,7 @@ class SlowClientProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._write_deadline is not None:
-            self._write_deadline.cancel()
-            self._write_deadline = None
+        self._disarm_write()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -136,10 +134,13 @@ class SlowClientProtocol(HttpToolsProtocol):
             self._arm_write()
 
     def resume_writing(self) -> None:
+        self._disarm_write()
+        super().resume_writing()
+
+    def _disarm_write(self) -> None:
         if self._write_deadline is not None:
             self._write_deadline.cancel()
             self._write_deadline = None
-        super().resume_writing()
 
     def _arm_write(self) -> None:
         self._unread = self._unread_bytes()
