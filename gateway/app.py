@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.base import Endpoint
+from gateway.auth import OperatorKeys
 from gateway.config import ConfigError
 from gateway.drain import Drain, DrainAwareMiddleware
 from gateway.errors import GatewayError
@@ -63,11 +64,8 @@ def create_app(settings: Settings) -> Dispatch:
     drain = Drain(runtime, server.drain_grace_s, server.drain_timeout_s)
 
     async def metrics(request: Request) -> Response:
-        if runtime.metrics_access is not None:
-            try:
-                runtime.metrics_access.check(_raw_headers(request))
-            except GatewayError as error:
-                return _error(error)
+        if (refusal := _refused(runtime.metrics_access, request)) is not None:
+            return refusal
         body, content_type = recorder.exposition()
         return Response(body, headers={"content-type": content_type})
 
@@ -89,10 +87,8 @@ def create_app(settings: Settings) -> Dispatch:
         return _json({"object": "list", "data": [runtime.model_card(name, tenant) for name in runtime.models_for(tenant)]})
 
     async def admin_policy(request: Request) -> Response:
-        try:
-            runtime.admin.check(_raw_headers(request))
-        except GatewayError as error:
-            return _error(error)
+        if (refusal := _refused(runtime.admin, request)) is not None:
+            return refusal
         status = runtime.policy
         return _json(
             {
@@ -106,10 +102,8 @@ def create_app(settings: Settings) -> Dispatch:
         )
 
     async def admin_reload(request: Request) -> Response:
-        try:
-            runtime.admin.check(_raw_headers(request))
-        except GatewayError as error:
-            return _error(error)
+        if (refusal := _refused(runtime.admin, request)) is not None:
+            return refusal
         try:
             changed = await reloader.reload()
         except ConfigError as exc:
@@ -202,3 +196,15 @@ class Dispatch:
 
 def _raw_headers(request: Request) -> dict[bytes, bytes]:
     return dict(request.scope["headers"])
+
+
+def _refused(keys: OperatorKeys | None, request: Request) -> Response | None:
+    """The 401 for a request to an operator endpoint without one of its keys; None when it may go on (or the
+    endpoint needs no key)."""
+    if keys is None:
+        return None
+    try:
+        keys.check(_raw_headers(request))
+    except GatewayError as error:
+        return _error(error)
+    return None
