@@ -34,7 +34,7 @@ from gateway.safety.injection import InjectionDetector, Verdict
 from gateway.safety.restore import Restorer
 from gateway.safety.schema import AbusePolicy, PiiPolicy, SafetyPolicy
 from gateway.safety.secrets import find_secrets
-from gateway.safety.slots import Path, Slot, is_json_text, outside_escapes, replaced, spliced, text_slots
+from gateway.safety.slots import Path, Slot, is_json_text, replaced, spliced, text_slots
 
 if TYPE_CHECKING:
     from gateway.safety.responses import ReplyRedactor  # imported with Presidio, only for a policy that asks
@@ -356,5 +356,5 @@ class SafetyEngine:
             replacements.append((finding.start, finding.end, self._transformer.replacement(finding.entity, value, pseudonyms) or value))
         if secrets:
             replacements.sort(key=lambda span: span[0])  # (findings alone are in text order already)
-        return spliced(text, outside_escapes(text, replacements) if json_text else replacements)
+        return spliced(text, replacements, json_text)
 

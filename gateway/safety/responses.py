@@ -122,8 +122,7 @@ def _number_in(token: str) -> int | None:
 
 
 def redacted(text: str, findings: Sequence[Finding], json_text: bool = False) -> str:
-    spans = _spans(findings)
-    return spliced(text, outside_escapes(text, spans) if json_text else spans)
+    return spliced(text, _spans(findings), json_text)
 
 
 def _spans(findings: Sequence[Finding]) -> list[tuple[int, int, str]]:

@@ -116,8 +116,11 @@ def is_json_text(field: str | int) -> bool:
     return field == "arguments"
 
 
-def spliced(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
-    """`text` with each (start, end, replacement) span replaced; spans in text order, not overlapping."""
+def spliced(text: str, spans: Iterable[tuple[int, int, str]], json_text: bool = False) -> str:
+    """`text` with each (start, end, replacement) span replaced; spans in text order, not overlapping. `json_text`:
+    `text` is a JSON document (see is_json_text), and the spans are first widened past its escapes."""
+    if json_text:
+        spans = outside_escapes(text, spans)
     out: list[str] = []
     position = 0
     for start, end, replacement in spans:
