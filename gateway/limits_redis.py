@@ -202,8 +202,8 @@ class RedisLimits:
     def _lost(self, pipe: RedisPipe) -> None:
         """The connection ended on its own (Redis closes idle clients after its `timeout`, a proxy drops them): a
         new one is opened at once, and calls wait for it; only if that fails is Redis down."""
-        if pipe is not self._pipe or not self.up:
-            return  # one given up on here already
+        if pipe is not self._pipe:
+            return  # one given up on here already (Redis down, or the limits closing)
         self._pipe = None
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.get_running_loop().create_task(self._replace())
@@ -345,11 +345,8 @@ class RedisLimits:
             if future.cancelled():  # nobody waits for this admission any more: undo it if it was admitted
                 if isinstance(reply, list) and _admitted(reply):
                     self._submit(_Call(call.wire, _CANCEL, call.entries, None))
-            elif not future.done():
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+            else:
+                _resolve(future, reply)
         if any(call.future is not None for call in self._pending):
             self._kick_soon()
         elif self._pending and self._kick_timer is None:
@@ -360,14 +357,7 @@ async def _ask(pipe: RedisPipe, commands: list[bytes]) -> Replies:
     """The replies to `commands`, awaited (start-up and shutdown; calls use callbacks)."""
     answer: asyncio.Future[Replies] = asyncio.get_running_loop().create_future()
 
-    def done(replies: Replies | Exception) -> None:
-        if not answer.done():
-            if isinstance(replies, Exception):
-                answer.set_exception(replies)
-            else:
-                answer.set_result(replies)
-
-    pipe.send(commands, done)
+    pipe.send(commands, lambda replies: _resolve(answer, replies))
     return await answer
 
 
@@ -390,5 +380,14 @@ def _reason(error: Exception) -> str:
 
 def _fail(calls: list[_Call], error: Exception) -> None:
     for call in calls:
-        if call.future is not None and not call.future.done():
-            call.future.set_exception(error)
+        if call.future is not None:
+            _resolve(call.future, error)
+
+
+def _resolve(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Gives a waiting future its reply, or the error in its place (an exception is never a reply)."""
+    if not future.done():
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
