@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from redis.asyncio.connection import ConnectionPool
 
 from fakes import async_wait_until
 from fakes.network import free_port
-from fakes.redis_server import find_redis_server
+from fakes.redis_server import PrivateRedis
 from gateway.config import Limits, StateConfig
 from gateway.limit import limit_specs
 from gateway.limits_base import Plan
@@ -173,46 +172,31 @@ async def test_on_real_redis_after_redis_py_s_handshake(redis_url: str, redis_cl
 @pytest.fixture
 def redis_variants(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Starts a redis-server reached over TLS, a Unix socket, or with a password and a database number; gives its URL."""
-    children: list[subprocess.Popen[bytes]] = []
+    servers: list[PrivateRedis] = []
 
     def start(kind: str) -> str:
         port = free_port()
-        args = [find_redis_server(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
         if kind == "tls":
             cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=redis",
                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                            check=True, capture_output=True)
-            args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                     "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+            options = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                       "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
             url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
         elif kind == "unix":
             socket_path = tmp_path / "redis.sock"
-            args += ["--port", "0", "--unixsocket", str(socket_path)]
-            url = f"unix://{socket_path}?db=2"
+            options, url = ["--port", "0", "--unixsocket", str(socket_path)], f"unix://{socket_path}?db=2"
         else:
-            args += ["--port", str(port), "--requirepass", "s3cret-pass"]
-            url = f"redis://:s3cret-pass@127.0.0.1:{port}/3"
-        log = tmp_path / f"redis-{kind}.log"
-        with log.open("wb") as output:
-            child = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
-        children.append(child)
-        deadline = time.monotonic() + 10
-        while True:  # until it answers over the very URL under test
-            try:
-                with redis.Redis.from_url(url, socket_timeout=1) as client:
-                    client.ping()
-                return url
-            except redis.RedisError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"redis-server ({kind}) did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.02)
+            options, url = ["--requirepass", "s3cret-pass"], f"redis://:s3cret-pass@127.0.0.1:{port}/3"
+        server = PrivateRedis(port, tmp_path, options=options, url=url)
+        servers.append(server)
+        server.start()  # until it answers over the very URL under test
+        return url
 
     yield start
-    for child in children:
-        child.kill()
-        child.wait()
+    for server in servers:
+        server.kill()
 
 
 @pytest.mark.parametrize("kind", ["tls", "unix", "password and database"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -24,19 +25,20 @@ class PrivateRedis:
     """A redis-server without persistence on 127.0.0.1:`port`.
 
     stop()/kill() and start() again reuse the same port, so tests can take Redis away from a running gateway and
-    give it back (an empty one, as after a real crash without persistence).
+    give it back (an empty one, as after a real crash without persistence). `options` are added to its command
+    line (TLS, a Unix socket, a password…); `url` is then how to reach it, and what ping() and client() use.
     """
 
-    def __init__(self, port: int, workdir: Path, binary: str | None = None) -> None:
+    def __init__(
+        self, port: int, workdir: Path, binary: str | None = None, options: Sequence[str] = (), url: str | None = None
+    ) -> None:
         self.port = port
         self.workdir = workdir
         self.binary = binary or find_redis_server()
+        self.options = list(options)
+        self.url = url or f"redis://127.0.0.1:{port}/0"
         self.log_path = workdir / f"redis-{port}.log"
         self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -59,6 +61,7 @@ class PrivateRedis:
             "no",
             "--dir",
             str(self.workdir),
+            *self.options,
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -93,13 +96,7 @@ class PrivateRedis:
 
     def ping(self) -> bool:
         # No retries: redis-py's default retry-with-backoff turns one refused connection into seconds of waiting.
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            socket_connect_timeout=0.5,
-            socket_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError):
@@ -109,7 +106,7 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         """A synchronous client for test assertions (strings decoded); close it when done."""
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        return redis.Redis.from_url(self.url, decode_responses=True)
 
     def flush(self) -> None:
         client = self.client()
