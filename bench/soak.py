@@ -1,11 +1,12 @@
 """Soak: one real gateway, 100,000 mixed chat requests, and the leaks only a long run shows.
 
-    .venv/bin/python bench/soak.py [--requests 100000] [--warmup 10000] [--concurrency 32] [--json FILE]
+    .venv/bin/python bench/soak.py [--redis] [--requests 100000] [--warmup 10000] [--concurrency 32] [--json FILE]
     make soak                      # the full run; SOAK_ARGS="--requests 20000" for a shorter one
 
 One `python -m gateway serve` (a generated config: a policy route, a priced target, a tenant concurrency limit,
-with --redis kept in a private redis-server) in front of bench/soak_upstream.py. bench/soak_load.py's client keeps `--concurrency` requests in flight: half
-JSON, a third streams read to their end, the rest streams it hangs up on after their first event. Goals, checked
+with --redis kept in a private redis-server) in front of bench/soak_upstream.py. bench/soak_load.py's client
+keeps `--concurrency` requests in flight: half JSON, a third streams read to their end, the rest streams it
+hangs up on after their first event. Goals, checked
 once the load has stopped and the gateway is idle again:
 
   errors            none: every reply 200 and whole (streams end with [DONE]), no client exception
@@ -40,7 +41,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))  # sibling modules, also when imported from elsewhere
 
 from bench_proc import HarnessError, Managed, Processes, free_port, http_status, rss_mb, wait_ready  # noqa: E402
-from bench_setup import redis_integer, start_redis  # noqa: E402
+from bench_setup import redis_integer, redis_keys, start_redis  # noqa: E402
 from soak_load import Client, established_connections, watch  # noqa: E402
 
 POOL_ROOM = 8  # the target's max_connections is the client's concurrency plus this: a leak soon exhausts it
@@ -199,7 +200,7 @@ def soak(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict:
         leases = lambda: redis_integer(redis_port, "ZCARD", LEASES_KEY)  # noqa: E731
         poll(lambda: leases() == 0, timeout_s=5)
         numbers["redis"] = {"connections": established_connections(gateway.pid, redis_port), "leases": leases(),
-                            "keys": redis_integer(redis_port, "DBSIZE")}
+                            "keys": redis_keys(redis_port)}
     numbers["sent"], numbers["ok"] = dict(client.tally.sent), dict(client.tally.ok)
     numbers["errors"] = sum(client.tally.errors.values())
     numbers["error_examples"] = client.tally.examples()
