@@ -110,3 +110,14 @@ def test_keys_new_prints_a_key_whose_hash_it_prints(tmp_path):
     key_hash = out.split("hash (put this in config): ")[1].split()[0]
     assert key_hash == "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     assert len(key) > 40
+
+
+def test_metrics_keys_must_be_hashes_and_the_old_redis_connections_field_is_named(tmp_path):
+    path = write(tmp_path, "observability:\n  metrics_keys: [scraper-secret]\n")
+    assert problems(path) == [f"{path}:2: observability.metrics_keys[0]: String should match pattern '^sha256:[0-9a-f]{{64}}$'"]
+    assert load_config(write(tmp_path, f"observability: {{metrics_keys: ['{HASH}']}}\n"), {}).observability.metrics_keys == [HASH]
+    # Renamed to redis_max_pipelines (the limits keep one connection): a config with the old name says which field.
+    path = write(tmp_path, "state:\n  redis_max_connections: 16\n")
+    assert problems(path) == [f"{path}:2: state.redis_max_connections: Extra inputs are not permitted"]
+    path = write(tmp_path, "state:\n  redis_max_pipelines: 0\n")
+    assert problems(path) == [f"{path}:2: state.redis_max_pipelines: Input should be greater than or equal to 1"]
