@@ -40,7 +40,7 @@ def draw(rep: Report, path: Path) -> None:
     left.tick_params(axis="x", labelsize=8)
 
     rate = rep.args["rate"]
-    rows = [(n, rep.added_ms(n)) for n in ("passthrough", "gateway", "full")]
+    rows = [(n, rep.added_ms(n)) for n in ("proxy", "passthrough", "gateway", "full")]
     rows = [(n, a) for n, a in rows if a is not None]
     xs = range(len(rows))
     width = 0.38

@@ -1,4 +1,5 @@
-"""The mock upstream: nginx answering a fixed OpenAI chat.completion from memory.
+"""The mock upstream: nginx answering a fixed OpenAI chat.completion from memory; and nginx as a
+reverse proxy in front of it, the floor of what any hop costs on the machine.
 
 nginx (`return 200 '...'`, one worker) serves tens of thousands of req/s on a
 shared core, so it is never what limits the passthrough or the gateway; the
@@ -22,8 +23,14 @@ CHAT_COMPLETION = (
 )
 
 
-def write_config(root: Path, port: int) -> Path:
-    """Write a self-contained nginx.conf under root (the nginx -p prefix) and return its path."""
+ANSWER = f"""default_type application/json;
+            return 200 '{CHAT_COMPLETION}';"""
+
+
+def write_config(root: Path, port: int, chat: str = ANSWER, upstream: str = "") -> Path:
+    """Write a self-contained nginx.conf under root (the nginx -p prefix) and return its path.
+    `chat`: what /v1/chat/completions does (by default, answer from memory); `upstream`: extra http-level
+    config it may need."""
     assert "'" not in CHAT_COMPLETION and "$" not in CHAT_COMPLETION
     root.mkdir(parents=True, exist_ok=True)
     # Workers drop to `nobody` when the master runs as root; let them reach the prefix.
@@ -47,11 +54,11 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     tcp_nodelay on;
+    {upstream}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /v1/chat/completions {{
-            default_type application/json;
-            return 200 '{CHAT_COMPLETION}';
+            {chat}
         }}
         location = /readyz {{
             default_type text/plain;
@@ -63,6 +70,15 @@ http {{
     path = root / "nginx.conf"
     path.write_text(conf)
     return path
+
+
+def write_proxy_config(root: Path, port: int, upstream_port: int) -> Path:
+    """nginx as a reverse proxy to the mock upstream on `upstream_port`, with a keep-alive pool like the
+    gateway's: a hop with no work in it, written in C. Pinned like the gateway, it shows what the hop
+    itself (loopback and cross-core wake-ups included) adds to latency on this machine."""
+    pool = f"upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}"
+    chat = 'proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection "";'
+    return write_config(root, port, chat, pool)
 
 
 def command(nginx: str, root: Path, conf: Path) -> list[str]:

@@ -31,9 +31,11 @@ LABELS = {
     "passthrough": "(b) bare passthrough, the ceiling",
     "gateway": "(c) gateway, core path",
     "full": "(d) gateway, full pipeline",
+    "proxy": "(h) a hop in C, nginx as a proxy",
 }
+THROUGHPUT = ("upstream", "passthrough", "gateway", "full")  # the throughput table's rows
 # Open-loop rows: the scenario each row loads, in the order measured.
-OPENLOOP = {"direct": "upstream", "passthrough": "passthrough", "gateway": "gateway", "full": "full"}
+OPENLOOP = {"direct": "upstream", "proxy": "proxy", "passthrough": "passthrough", "gateway": "gateway", "full": "full"}
 GATEWAYS = ("gateway", "full")
 
 
@@ -42,6 +44,13 @@ class Startup:
     cold_ready_s: float  # first start after a while: may include .pyc writes and cold page cache
     ready_s: float       # second start: the number checked against the goal
     rss_mb: float        # VmRSS (process tree) after ready, before any load
+
+
+@dataclass
+class RoundTrip:
+    p50_ms: float
+    p99_ms: float
+    samples: int
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Report:
     openloop: dict[str, OpenLoopResult] = field(default_factory=dict)
     ttfc: dict[str, TtfcResult] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)  # what proves the full pipeline did its work
+    redis_rtt: RoundTrip | None = None  # one Redis round trip (PING) from the server core, at the open-loop rate
     error: str | None = None
 
     def ratio(self, name: str) -> float | None:

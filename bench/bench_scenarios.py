@@ -4,8 +4,10 @@ still leaves a partial report. Orchestrated by run.py (command line, clean-up, o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -156,6 +158,20 @@ def fixed_rate(ctx: Ctx, rep: report.Report, targets: dict[str, Server]) -> None
         rep.openloop[name] = openloop.merge(results)
 
 
+def redis_round_trip(ctx: Ctx) -> report.RoundTrip:
+    """PING round trips from the server core to the benchmark's redis-server, at the open-loop rate."""
+    duration = ctx.args.rate_duration
+    argv = ctx.on_core(ctx.server_core) + [sys.executable, str(BENCH_DIR / "redis_rtt.py"), "--port",
+                                           str(ctx.redis_port), "--rate", str(ctx.args.rate), "--duration", str(duration)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"redis_rtt.py did not finish in {duration + 30} s") from exc
+    if proc.returncode != 0:
+        raise HarnessError(f"redis_rtt.py failed (exit {proc.returncode}): {proc.stderr[-500:]}")
+    return report.RoundTrip(**json.loads(proc.stdout))
+
+
 def full_evidence(ctx: Ctx, rep: report.Report) -> None:
     keys = setup.redis_keys(ctx.redis_port)
     exports, size = setup.sink_exports(ctx.sink_port)
@@ -165,6 +181,17 @@ def full_evidence(ctx: Ctx, rep: report.Report) -> None:
     rep.evidence.append(f"The OTLP sink received {exports} trace exports ({size / 1024:.0f} KiB) "
                         "from the sampled requests." if exports else
                         "**The OTLP sink received no trace export: tracing was not on.**")
+
+
+def start_proxy(ctx: Ctx, upstream_port: int) -> Server:
+    """nginx as a reverse proxy to the mock upstream, on the server core like the gateways: the hop in C."""
+    port = free_port()
+    root = ctx.workdir / "nginx-proxy"
+    conf = bench_nginx.write_proxy_config(root, port, upstream_port)
+    child = ctx.procs.spawn("nginx-proxy", ctx.on_core(ctx.server_core) + bench_nginx.command(ctx.tools["nginx"], root, conf))
+    wait_ready(child, port, timeout_s=10)
+    measure.preflight(port, ctx.key, setup.UPSTREAM_MODEL, openloop.varying_bodies(setup.UPSTREAM_MODEL)(0))
+    return Server(port, setup.UPSTREAM_MODEL, child)
 
 
 def run(ctx: Ctx, rep: report.Report) -> None:
@@ -194,8 +221,9 @@ def run(ctx: Ctx, rep: report.Report) -> None:
 
     throughput(ctx, rep, servers)
     direct = Server(nginx_port, setup.UPSTREAM_MODEL, nginx)
-    fixed_rate(ctx, rep, {"direct": direct, **servers})
+    fixed_rate(ctx, rep, {"direct": direct, "proxy": start_proxy(ctx, nginx_port), **servers})
     if "full" in servers:
+        rep.redis_rtt = redis_round_trip(ctx)
         full_evidence(ctx, rep)
 
     print(f"[bench] streaming time-to-first-chunk ({ctx.args.samples} samples each)...", flush=True)
