@@ -5,7 +5,8 @@
 Part 1, in this process: the limit step (gateway/limit.py) admits and settles requests whose plan has a tenant's
 requests/tokens/concurrency/daily-budget limits, a key's and a route's requests limit (eight limits, one call),
 one at a time and 64 at once (the concurrent calls share pipelines). Reported: this process's CPU per request
-(redis-server's own CPU is another process and not counted) and Redis's commands per request (INFO commandstats).
+(redis-server's own CPU is another process and not counted here), Redis's commands per request, and Redis's own time
+running them per request (INFO commandstats: what sizes a Redis shared by every replica).
 Part 2, --gateway: wrk against `python -m gateway serve` pinned to one core, an nginx upstream, redis-server,
 nginx and wrk on the other core (as bench/run.py), with limits off, in memory, and in Redis. Goal: limits in
 Redis keep at least 85% of the requests/s without limits.
@@ -109,20 +110,25 @@ async def admit_cost(redis_url: str | None, requests: int, concurrency: int, lim
 def part_one(redis_port: int, requests: int) -> None:
     url = f"redis://127.0.0.1:{redis_port}/0"
     client = redis.Redis(port=redis_port, decode_responses=True)
-    print("| backend | requests at once | CPU µs per request | of which limits (admit + settle) | Redis commands per request |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| backend | requests at once | CPU µs per request | of which limits (admit + settle) | Redis commands per request "
+          "| Redis µs per request |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for concurrency in (1, 64):
         # The same loop for a tenant without limits: what the request itself and asyncio cost here.
         baseline = uvloop.run(admit_cost(None, requests, concurrency, limited=False))
-        print(f"| none | {concurrency} | {baseline:.1f} | - | - |", flush=True)
+        print(f"| none | {concurrency} | {baseline:.1f} | - | - | - |", flush=True)
         for name, redis_url in (("memory", None), ("redis", url)):
             client.flushall()
             client.config_resetstat()
             cost = uvloop.run(admit_cost(redis_url, requests, concurrency))
             stats = client.info("commandstats")
-            sent = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+            scripts = [stats.get(f"cmdstat_{c}", {}) for c in ("evalsha", "eval")]
+            sent, usec = (sum(s.get(field, 0) for s in scripts) for field in ("calls", "usec"))
             per_request = f"{sent / (requests + 200):.2f} EVALSHA" if redis_url else "-"
-            print(f"| {name} | {concurrency} | {cost:.1f} | {cost - baseline:.1f} | {per_request} |", flush=True)
+            # The scripts' time in redis-server (their commands included), per request: admit + settle.
+            redis_us = usec / (requests + 200)
+            redis_cell = f"{redis_us:.1f} (one Redis core: ~{1e6 / redis_us:,.0f} req/s)" if redis_url else "-"
+            print(f"| {name} | {concurrency} | {cost:.1f} | {cost - baseline:.1f} | {per_request} | {redis_cell} |", flush=True)
     client.close()
 
 
