@@ -34,6 +34,10 @@ from observability.settings import observability_settings
 
 log = logging.getLogger("switchyard")
 
+# In the lifespan state, which uvicorn hands each connection's protocol: how the server's deadlines
+# (gateway/server.py) count the connections they cut off.
+CONNECTION_CUT = "switchyard.connection_cut"
+
 
 class _PipelineEndpoint:
     """A raw ASGI endpoint: the pipeline reads and writes the wire itself, for speed."""
@@ -125,7 +129,7 @@ def create_app(settings: Settings) -> Dispatch:
         return _error(GatewayError(500, "The gateway hit an internal error.", code="internal_error"))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
         await recorder.start()
         loop = asyncio.get_running_loop()
@@ -136,7 +140,7 @@ def create_app(settings: Settings) -> Dispatch:
             loop.add_signal_handler(signal.SIGHUP, reloader.reload_soon)
         drain.install()
         try:
-            yield
+            yield {CONNECTION_CUT: recorder.connection_cut}
         finally:
             drain.uninstall()
             if watcher is not None:

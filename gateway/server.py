@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.app import Dispatch, create_app
+from gateway.app import CONNECTION_CUT, Dispatch, create_app
 from gateway.config import ServerConfig
 from gateway.errors import GatewayError
 from gateway.settings import Settings, demo_settings, load_settings
@@ -154,6 +154,7 @@ class SlowClientProtocol(HttpToolsProtocol):
             return
         self._write_deadline = None
         self.transport.abort()  # the answer has begun: no status can be sent any more, only the end of it
+        self._count_cut("not_reading")
 
     def _unread_bytes(self) -> int:
         """What was written for the client and not taken by it yet: in the transport's buffer and in the kernel's
@@ -192,8 +193,16 @@ class SlowClientProtocol(HttpToolsProtocol):
         late_body = cycle is not None and cycle.more_body and not cycle.response_started
         if self._in_headers or late_body:
             self.transport.write(_REQUEST_TIMEOUT)
+            self._count_cut("request_too_slow")
+        else:
+            self._count_cut("no_request")
         # Closing also tells an app still waiting for the body that the client is gone.
         self.transport.close()
+
+    def _count_cut(self, reason: str) -> None:
+        count = self.app_state.get(CONNECTION_CUT)  # (absent until the app has started)
+        if count is not None:
+            count(reason)
 
 
 def _uvicorn_options(host: str, port: int, server: ServerConfig) -> dict:

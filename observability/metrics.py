@@ -140,6 +140,10 @@ class Metrics:
         self.limits_degraded = counter(
             "limits_degraded", "Requests whose limits Redis could not check (mode: fail_open or fail_closed).", ("mode",)
         )
+        self.connections_cut = counter(
+            "connections_cut", "Client connections the gateway cut off (reason: request_too_slow, answered 408; "
+            "no_request, connected and sent nothing; not_reading, stopped reading its response).", ("reason",)
+        )
         self.safety_events = counter(
             "safety_events", "Safety filter findings and what was done about them.", ("kind", "action")
         )

@@ -108,6 +108,11 @@ class Recorder:
         if self.metrics is not None:
             self.metrics.limits_degraded.labels(mode).inc()
 
+    def connection_cut(self, reason: str) -> None:
+        """A client connection cut off by the server's deadlines (gateway/server.py), before or outside a request."""
+        if self.metrics is not None:
+            self.metrics.connections_cut.labels(reason).inc()
+
     # ----- serving /metrics, start and stop ------------------------------------------------------------------
 
     def exposition(self) -> tuple[bytes, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import time
 
@@ -255,6 +256,7 @@ def test_a_client_trickling_its_headers_is_cut_off_while_others_are_served(impat
         reply, closed_after = trickle(slow, b"X-Slow: " + b"a" * 1000, seconds=10 * CLIENT_TIMEOUT_S)
     assert_request_timeout(reply)
     assert closed_after < 5 * CLIENT_TIMEOUT_S
+    assert connections_cut(impatient_gateway) == {"request_too_slow": 1}
 
 
 def test_a_client_trickling_its_body_gets_a_408(impatient_gateway):
@@ -267,6 +269,7 @@ def test_a_client_trickling_its_body_gets_a_408(impatient_gateway):
         reply, closed_after = trickle(slow, body, seconds=10 * CLIENT_TIMEOUT_S, pause=CLIENT_TIMEOUT_S / 4)
     assert_request_timeout(reply)
     assert closed_after < 5 * CLIENT_TIMEOUT_S
+    assert connections_cut(impatient_gateway) == {"request_too_slow": 1}
 
 
 def test_a_body_still_trickling_after_an_early_answer_is_cut_off(impatient_gateway):
@@ -289,6 +292,8 @@ def test_silent_and_idle_connections_are_closed(impatient_gateway):
         while chunk := idle.recv(65536):  # returns b"" once the kept-alive connection is closed for idleness
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200") and reply.count(b"HTTP/1.1 ") == 1
+    # The silent connection is counted; the idle one was served and closed as kept-alive connections are.
+    assert connections_cut(impatient_gateway) == {"no_request": 1}
 
 
 def test_many_slow_clients_do_not_starve_the_others(impatient_gateway):
@@ -338,6 +343,7 @@ def test_a_client_that_stops_reading_is_cut_off_and_its_upstream_stream_released
     assert upstream.cancelled_streams == 1
     with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10) as other:
         assert other.post(CHAT, json={"model": "m", "messages": USER_X}).status_code == 200
+    assert connections_cut(gateway) == {"not_reading": 1}
 
 
 def test_a_client_reading_slowly_is_not_cut_off(long_stream_gateway):
@@ -351,8 +357,16 @@ def test_a_client_reading_slowly_is_not_cut_off(long_stream_gateway):
         received += len(chunk)
         time.sleep(CLIENT_TIMEOUT_S / 5)  # the client's own slowness, not synchronisation
     assert upstream.in_flight == 1, "the stream still runs"
+    assert connections_cut(long_stream_gateway[0]) == {}
     client.close()
     wait_until(lambda: upstream.in_flight == 0, timeout=10 * CLIENT_TIMEOUT_S, message="the upstream stream to end")
+
+
+def connections_cut(gateway) -> dict[str, float]:
+    """switchyard_connections_cut_total by reason, as the gateway's /metrics shows it."""
+    text = httpx.get(gateway.base_url + "/metrics", timeout=10).text
+    found = re.findall(r'^switchyard_connections_cut_total\{reason="([a-z_]+)"\} ([0-9.e+]+)$', text, re.M)
+    return {reason: float(value) for reason, value in found}
 
 
 def read_to_close(sock: socket.socket) -> bytes:

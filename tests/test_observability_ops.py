@@ -106,6 +106,24 @@ def test_alerts_fire_when_they_should_and_not_otherwise(tmp_path):
                 ]},
             ],
         },
+        {
+            "interval": "1m",
+            "input_series": [
+                # a: 120 cut off a minute (2/s), most of them too slow to send; b: 6 a minute, and any number of
+                # connections that never sent a request (probes, scanners), which the alert leaves out.
+                {"series": 'switchyard_connections_cut_total{instance="a",reason="request_too_slow"}', "values": "0+100x30"},
+                {"series": 'switchyard_connections_cut_total{instance="a",reason="not_reading"}', "values": "0+20x30"},
+                {"series": 'switchyard_connections_cut_total{instance="b",reason="request_too_slow"}', "values": "0+6x30"},
+                {"series": 'switchyard_connections_cut_total{instance="b",reason="no_request"}', "values": "0+600x30"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "8m", "alertname": "SwitchyardSlowClients", "exp_alerts": []},  # not for 10m yet
+                {"eval_time": "20m", "alertname": "SwitchyardSlowClients", "exp_alerts": [
+                    alert("SwitchyardSlowClients", "Switchyard replica a keeps cutting off slow clients",
+                          severity="ticket", instance="a"),
+                ]},
+            ],
+        },
     ]
     test_file = tmp_path / "alerts_test.yaml"
     test_file.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}))
