@@ -13,8 +13,13 @@ COPY gateway ./gateway
 COPY adapters ./adapters
 COPY policies ./policies
 COPY observability ./observability
+# A C compiler for the injection model's word part (gateway/safety/_wordscore.c); only this stage has it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # The project itself: its dependencies are all in place already, and nothing else may come in.
-RUN /opt/switchyard/bin/pip install --no-deps --no-build-isolation .
+RUN /opt/switchyard/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/switchyard/bin/python -c "import gateway.safety._wordscore"
 
 FROM python:3.11.14-slim-bookworm
 RUN groupadd --system --gid 10001 switchyard \

@@ -11,7 +11,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Runtime dependencies only, exactly as pinned (with hashes) in the lock file.
-$(VENV)/.runtime: requirements.lock requirements-build.lock pyproject.toml | $(PY)
+$(VENV)/.runtime: requirements.lock requirements-build.lock pyproject.toml gateway/safety/_wordscore.c | $(PY)
 	$(PIP) --require-hashes -r requirements-build.lock
 	$(PIP) --require-hashes -r requirements.lock
 	$(PIP) --no-deps --no-build-isolation -e .
@@ -74,4 +74,4 @@ audit: $(VENV)/.dev
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info gateway/safety/*.so

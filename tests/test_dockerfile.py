@@ -106,3 +106,13 @@ def test_everything_copied_exists_and_is_not_excluded_from_the_build_context():
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"COPY {source} is .dockerignored"
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {p.rstrip("*") for p in packages} <= set(copied), "every package the project ships must be copied"
+
+
+def test_the_build_stage_compiles_the_c_word_part_and_the_final_image_has_no_compiler():
+    build, final = stages()[0], stages()[-1]
+    build_runs = " ".join(arguments for instruction, arguments in build if instruction == "RUN")
+    assert "gcc" in build_runs and "import gateway.safety._wordscore" in build_runs, (
+        "without a compiler the image would quietly fall back to the slower Python word part"
+    )
+    assert not any("gcc" in arguments for instruction, arguments in final if instruction == "RUN")
+    assert "**/*.so" in (ROOT / ".dockerignore").read_text(), "a .so built on the host must not reach the image"

@@ -19,6 +19,11 @@ from itertools import accumulate
 from operator import sub
 from pathlib import Path
 
+try:  # the word part in C, built from _wordscore.c at install when a compiler was at hand; else Python does it
+    from gateway.safety._wordscore import Weights as NativeWeights
+except ImportError:  # pragma: no cover - exercised by building without a compiler
+    NativeWeights = None
+
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 PREFIX = 5
 
@@ -49,7 +54,8 @@ def best_window(values: list[float], window: int) -> tuple[int, float]:
 class LinearModel:
     """Weights read once from the shipped file; `text_part` and `signal_part` are cheap enough for every request."""
 
-    def __init__(self, data: dict) -> None:
+    def __init__(self, data: dict, native: bool = True) -> None:
+        """`native`: use the C word part when it is built (False: Python only, as the tests compare them)."""
         self.bias: float = data["bias"]
         self.window: int = data["window"]
         self.signals: dict[str, float] = data["signals"]
@@ -71,10 +77,11 @@ class LinearModel:
         # A position whose bigram the model knows: the whole contribution, made once (the same float sum).
         self._pairs = {(first, second): self._words[second] + weight for (first, second), weight in bigrams.items()}
         self._words.seal()
+        self._native = NativeWeights(dict(self._words), prefixes, self._pairs, PREFIX) if native and NativeWeights else None
 
     @classmethod
-    def load(cls, path: Path = MODEL_PATH) -> LinearModel:
-        return cls(json.loads(path.read_text(encoding="utf-8")))
+    def load(cls, path: Path = MODEL_PATH, native: bool = True) -> LinearModel:
+        return cls(json.loads(path.read_text(encoding="utf-8")), native)
 
     def contributions(self, words: list[str]) -> list[float]:
         """Per word position, the summed weights of the features `position_features` names there."""
@@ -89,13 +96,15 @@ class LinearModel:
     def text_part(self, texts: list[list[str]]) -> float:
         """The best window over the text and any decoded or de-leeted readings of it."""
         best = -math.inf
-        window = self.window
+        window, native = self.window, self._native
         for words in texts:
-            if len(words) <= window:
-                total = sum(self._values(words))
-            else:
-                running = list(accumulate(self._values(words), initial=0.0))
-                total = max(map(sub, running[window:], running))
+            total = native.best_window(words, window) if native is not None else None
+            if total is None:  # (C is not built, or a word is not ASCII)
+                if len(words) <= window:
+                    total = sum(self._values(words))
+                else:
+                    running = list(accumulate(self._values(words), initial=0.0))
+                    total = max(map(sub, running[window:], running))
             best = max(best, total)
         return best
 

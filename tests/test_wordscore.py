@@ -1,0 +1,90 @@
+"""The injection model's word part in C (gateway/safety/_wordscore.c) gives the numbers the Python path gives.
+
+The C module is optional at install (no compiler: Python does the work), so the two must agree to the last bit:
+the gate, the verdicts and their scores must not depend on whether it was built.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.safety import learned
+from gateway.safety.injection import InjectionDetector, normalise, split_words
+from gateway.safety.learned import LinearModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from safety_data import typical_prompts  # noqa: E402
+from safety_prompts import FINAL_ATTACKS, FINAL_BENIGN, HELD_OUT_ATTACKS, HELD_OUT_BENIGN, injection_sets  # noqa: E402
+
+NATIVE = LinearModel.load()
+PYTHON = LinearModel.load(native=False)
+
+
+def test_the_c_word_part_is_built_here():
+    # Without it everything still works, only slower: this catches a build that failed quietly (no compiler or
+    # no Python headers: `make run` prints setuptools' warning and goes on).
+    assert learned.NativeWeights is not None, "gateway/safety/_wordscore.c was not built: install gcc and the Python headers"
+    assert NATIVE._native is not None and PYTHON._native is None
+
+
+def _texts() -> list[str]:
+    texts = [*typical_prompts(count=200), *HELD_OUT_ATTACKS, *HELD_OUT_BENIGN, *FINAL_ATTACKS, *FINAL_BENIGN]
+    for attacks, benign in [injection_sets()]:
+        texts += [*attacks, *benign]
+    return texts
+
+
+def test_every_evaluation_text_gets_the_same_word_part_and_verdict():
+    native, python = InjectionDetector(model=NATIVE), InjectionDetector(model=PYTHON)
+    texts = _texts()
+    assert len(texts) > 500
+    for text in texts:
+        words = split_words(normalise(text)[0])
+        assert NATIVE.text_part([words]) == PYTHON.text_part([words]), text[:80]
+        assert native.score(text) == python.score(text), text[:80]
+
+
+# Words the model knows (so known pairs come up), words it does not (their prefix's weight), and odd ones.
+_KNOWN = sorted(word for word in PYTHON._words if word.isalnum())[:3000]
+_word = st.one_of(
+    st.sampled_from(_KNOWN),
+    st.sampled_from(["ignore", "previous", "instructions", "system", "prompt", "you", "are", "now", "the", "a"]),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=30),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_word, max_size=700), st.integers(min_value=1, max_value=40))
+def test_any_word_sequence_and_window_gives_the_python_result(words, window):
+    # Up to 700 words: past the C side's stack buffer (512), so its heap path runs too.
+    NATIVE.window = PYTHON.window = window
+    try:
+        assert NATIVE.text_part([words]) == PYTHON.text_part([words])
+        assert NATIVE.text_part([words, words[::-1]]) == PYTHON.text_part([words, words[::-1]])
+    finally:
+        NATIVE.window = PYTHON.window = LinearModel.load(native=False).window
+
+
+@pytest.mark.parametrize("words", [[], ["x"], ["ignore"] * 24, ["ignore"] * 25, ["é", "ignore"], ["naïve", "prompt"]])
+def test_edges_and_words_that_are_not_ascii(words):
+    # A word that is not ASCII (split_words never makes one, a caller might) is left to the Python path.
+    assert NATIVE.text_part([words]) == PYTHON.text_part([words])
+
+
+def test_bad_arguments_are_refused_not_crashed():
+    weights = NATIVE._native
+    assert weights is not None
+    with pytest.raises(TypeError):
+        weights.best_window(("not", "a", "list"), 24)
+    with pytest.raises(ValueError):
+        weights.best_window(["a"], 0)
+    assert weights.best_window([1, 2], 24) is None  # not str: the Python path raises its own error
+    with pytest.raises(TypeError):
+        learned.NativeWeights({1: 0.5}, {}, {}, 5)
+    with pytest.raises(TypeError):
+        learned.NativeWeights({}, {}, {("a",): 0.5}, 5)
