@@ -302,7 +302,10 @@ static PyTypeObject WeightsType = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_wordscore", "The injection model's word part in C (see learned.py).", -1, NULL,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_wordscore",
+    .m_doc = "The injection model's word part in C (see learned.py).",
+    .m_size = -1,
 };
 
 PyMODINIT_FUNC PyInit__wordscore(void) {
