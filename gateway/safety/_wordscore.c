@@ -1,5 +1,6 @@
 /* The injection model's word part (gateway/safety/learned.py, LinearModel.text_part) in C: the best sum of
- * `window` consecutive word contributions. Optional: learned.py computes the same numbers in Python when this
+ * `window` consecutive word contributions; and the reading of an ASCII text that comes before it (injection.py's
+ * normalise and split_words). Optional: learned.py computes the same numbers in Python when this
  * module is not built, and tests/test_wordscore.py holds the two to the same results.
  *
  * Why C: in Python each word costs two dictionary probes through tuple and string objects scattered over the
@@ -283,6 +284,106 @@ static PyObject *Weights_best_window(Weights *self, PyObject *args) {
     return PyFloat_FromDouble(best);
 }
 
+/* Python's str.isspace() and str.split() whitespace, for ASCII. */
+static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+static int is_word(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+static PyObject *ascii_string(const char *data, Py_ssize_t length) {
+    PyObject *string = PyUnicode_New(length, 127);
+    if (string != NULL) memcpy(PyUnicode_1BYTE_DATA(string), data, (size_t)length);
+    return string;
+}
+
+/* read(text): injection.py's reading of an ASCII text, (plain, words, words holding a digit), as normalise,
+ * split_words and filterfalse(str.isalpha) give it: lower-cased, whitespace runs collapsed when the text holds a
+ * double space, a newline or a tab (keeping one space at either end where there was whitespace), and the runs
+ * of a-z and 0-9 in that. None when the text is not ASCII: the Python path folds Unicode first. */
+static PyObject *read_text(PyObject *module, PyObject *text) {
+    (void)module;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "read: a str expected");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    const unsigned char *source = PyUnicode_1BYTE_DATA(text);
+    PyObject *lower = PyUnicode_New(length, 127);
+    if (lower == NULL) return NULL;
+    unsigned char *low = PyUnicode_1BYTE_DATA(lower);
+    int collapse = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = source[i];
+        low[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+        if (c == '\n' || c == '\t' || (c == ' ' && i > 0 && source[i - 1] == ' ')) collapse = 1;
+    }
+    PyObject *plain = lower;
+    if (collapse) {
+        char *buffer = PyMem_Malloc((size_t)length + 1);
+        if (buffer == NULL) {
+            Py_DECREF(lower);
+            return PyErr_NoMemory();
+        }
+        Py_ssize_t size = 0, i = 0;
+        int inner = 0; /* a non-space has been written */
+        while (i < length) {
+            if (is_space(low[i])) {
+                while (i < length && is_space(low[i])) i++;
+                if (inner && i < length) buffer[size++] = ' '; /* between two runs of text */
+            } else {
+                buffer[size++] = (char)low[i++];
+                inner = 1;
+            }
+        }
+        if (!inner) {
+            plain = ascii_string(" ", length ? 1 : 0);
+        } else {
+            int before = is_space(low[0]), after = is_space(low[length - 1]);
+            PyObject *collapsed = PyUnicode_New(size + before + after, 127);
+            if (collapsed != NULL) {
+                unsigned char *out = PyUnicode_1BYTE_DATA(collapsed);
+                if (before) out[0] = ' ';
+                memcpy(out + before, buffer, (size_t)size);
+                if (after) out[before + size] = ' ';
+            }
+            plain = collapsed;
+        }
+        PyMem_Free(buffer);
+        Py_DECREF(lower);
+        if (plain == NULL) return NULL;
+    }
+    PyObject *words = PyList_New(0), *mixed = PyList_New(0);
+    if (words == NULL || mixed == NULL) goto failed;
+    const char *data = (const char *)PyUnicode_1BYTE_DATA(plain);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(plain);
+    for (Py_ssize_t i = 0; i < size;) {
+        if (!is_word((unsigned char)data[i])) {
+            i++;
+            continue;
+        }
+        Py_ssize_t start = i;
+        int digit = 0;
+        for (; i < size && is_word((unsigned char)data[i]); i++) digit |= data[i] <= '9';
+        PyObject *word = ascii_string(data + start, i - start);
+        if (word == NULL) goto failed;
+        int added = PyList_Append(words, word);
+        if (added == 0 && digit) added = PyList_Append(mixed, word);
+        Py_DECREF(word);
+        if (added < 0) goto failed;
+    }
+    return Py_BuildValue("(NNN)", plain, words, mixed);
+failed:
+    Py_DECREF(plain);
+    Py_XDECREF(words);
+    Py_XDECREF(mixed);
+    return NULL;
+}
+
+static PyMethodDef module_functions[] = {
+    {"read", (PyCFunction)read_text, METH_O,
+     "read(text) -> (plain, words, mixed) | None: injection.py's reading of an ASCII text (None: not ASCII)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef Weights_methods[] = {
     {"best_window", (PyCFunction)Weights_best_window, METH_VARARGS,
      "best_window(words, window) -> float | None: the best sum of `window` consecutive word contributions."},
@@ -306,6 +407,7 @@ static struct PyModuleDef module = {
     .m_name = "_wordscore",
     .m_doc = "The injection model's word part in C (see learned.py).",
     .m_size = -1,
+    .m_methods = module_functions,
 };
 
 PyMODINIT_FUNC PyInit__wordscore(void) {

@@ -29,7 +29,7 @@ from itertools import filterfalse
 from gateway.safety.anchors import anchors, core
 from gateway.safety.intent import GROUP_SHIFT, IntentScorer
 from gateway.safety.languages import ASCII_VERBS, ASKS, LATIN_NOUNS, LATIN_VERBS, SCRIPT_NOUNS, SCRIPT_VERBS
-from gateway.safety.learned import COUNTER_SIGNALS, UNCOMBINED, LinearModel, sigmoid
+from gateway.safety.learned import COUNTER_SIGNALS, UNCOMBINED, LinearModel, native_read, sigmoid
 from gateway.safety.phrases import SIGNALS
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -96,6 +96,18 @@ _LEET_WORD = re.compile(r"(?=[a-z0-9]*[a-z][a-z0-9]*[a-z])(?=[a-z0-9]*[013457])[
 # text as _WORDS.findall would, at a fraction of the cost (a byte table: bytes.translate is a plain lookup per
 # character, str.translate a dict lookup).
 _NOT_WORD = bytes(c if "0" <= chr(c) <= "9" or "a" <= chr(c) <= "z" else 32 for c in range(256))
+
+
+def read(text: str) -> tuple[str, bool, list[str], list[str]]:
+    """`normalise`, then the words of the result, and those of them holding a digit (in C for ASCII text, when
+    built: learned.native_read)."""
+    reading = native_read(text) if native_read is not None else None
+    if reading is not None:
+        plain, words, mixed = reading
+        return plain, False, words, mixed
+    plain, disguised = normalise(text)
+    words = split_words(plain)
+    return plain, disguised, words, list(filterfalse(str.isalpha, words))
 
 
 def _reasons(hits: dict[str, float]) -> tuple[str, ...]:
@@ -227,9 +239,7 @@ class InjectionDetector:
         return bits
 
     def score(self, text: str) -> Verdict:
-        plain, disguised = normalise(text)
-        words = split_words(plain)
-        mixed = list(filterfalse(str.isalpha, words))
+        plain, disguised, words, mixed = read(text)
         model = self._model
         if _long_runs(mixed):  # maybe base64: decoded readings too, the rare case, as `evidence` finds them
             hits, texts = self._evidence(text, plain, disguised, words, mixed)
@@ -261,9 +271,8 @@ class InjectionDetector:
 
     def evidence(self, text: str) -> tuple[dict[str, float], list[list[str]]]:
         """The heuristic signals found, and the words of each reading of the text (plain, de-leeted, decoded)."""
-        plain, disguised = normalise(text)
-        words = split_words(plain)
-        return self._evidence(text, plain, disguised, words, list(filterfalse(str.isalpha, words)))
+        plain, disguised, words, mixed = read(text)
+        return self._evidence(text, plain, disguised, words, mixed)
 
     def _evidence(
         self, text: str, plain: str, disguised: bool, words: list[str], mixed: list[str]

@@ -21,8 +21,9 @@ from pathlib import Path
 
 try:  # the word part in C, built from _wordscore.c at install when a compiler was at hand; else Python does it
     from gateway.safety._wordscore import Weights as NativeWeights
+    from gateway.safety._wordscore import read as native_read  # the reading before it, for injection.py
 except ImportError:  # pragma: no cover - exercised by building without a compiler
-    NativeWeights = None
+    NativeWeights = native_read = None
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 PREFIX = 5
