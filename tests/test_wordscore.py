@@ -29,6 +29,7 @@ def test_the_c_word_part_is_built_here():
     # Without it everything still works, only slower: this catches a build that failed quietly (no compiler or
     # no Python headers: `make run` prints setuptools' warning and goes on).
     assert learned.NativeWeights is not None, "gateway/safety/_wordscore.c was not built: install gcc and the Python headers"
+    assert learned.native_read is not None
     assert NATIVE._native is not None and PYTHON._native is None
 
 
