@@ -6,6 +6,8 @@ the gate, the verdicts and their scores must not depend on whether it was built.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -121,3 +123,22 @@ def test_any_text_is_read_as_python_reads_it(text):
 def test_reading_refuses_what_is_not_text():
     with pytest.raises(TypeError):
         learned.native_read(b"bytes")
+
+
+def test_without_the_c_module_the_detector_gives_the_same_verdicts():
+    # As on a machine that had no compiler at install: the import fails, learned.py and injection.py use Python.
+    texts = _texts()[::25]
+    script = (
+        "import json, sys\n"
+        "sys.modules['gateway.safety._wordscore'] = None  # import now raises ImportError\n"
+        "from gateway.safety import learned\n"
+        "from gateway.safety.injection import InjectionDetector\n"
+        "assert learned.NativeWeights is None and learned.native_read is None\n"
+        "detector = InjectionDetector()\n"
+        "print(json.dumps([[v.score, list(v.signals)] for v in map(detector.score, json.load(sys.stdin))]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    detector = InjectionDetector()
+    assert json.loads(run.stdout) == [[v.score, list(v.signals)] for v in map(detector.score, texts)]
