@@ -15,6 +15,7 @@ $(VENV)/.runtime: requirements.lock requirements-build.lock pyproject.toml gatew
 	$(PIP) --require-hashes -r requirements-build.lock
 	$(PIP) --require-hashes -r requirements.lock
 	$(PIP) --no-deps --no-build-isolation -e .
+	@$(PY) -c "import gateway.safety._wordscore" 2>/dev/null || echo "note: no C compiler or Python headers: the injection detector's word scoring runs in Python, several times slower (install gcc and python3-dev, then: make clean run)"
 	touch $@
 
 $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime

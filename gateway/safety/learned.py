@@ -13,6 +13,7 @@ evaluation, and PromptInjection's default threshold keeps its meaning.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from itertools import accumulate
@@ -24,6 +25,8 @@ try:  # the word part in C, built from _wordscore.c at install when a compiler w
     from gateway.safety._wordscore import read as native_read  # the reading before it, for injection.py
 except ImportError:  # pragma: no cover - exercised by building without a compiler
     NativeWeights = native_read = None
+
+log = logging.getLogger("switchyard.safety")
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 PREFIX = 5
@@ -79,6 +82,9 @@ class LinearModel:
         self._pairs = {(first, second): self._words[second] + weight for (first, second), weight in bigrams.items()}
         self._words.seal()
         self._native = NativeWeights(dict(self._words), prefixes, self._pairs, PREFIX) if native and NativeWeights else None
+        if native and NativeWeights is None:
+            log.warning("the injection detector's C word scoring was not built (no C compiler at install): "
+                        "it runs in Python, several times slower; install gcc and the Python headers and reinstall")
 
     @classmethod
     def load(cls, path: Path = MODEL_PATH, native: bool = True) -> LinearModel:
