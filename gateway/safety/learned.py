@@ -8,6 +8,10 @@ own prefix). The text's part of the score is the best sum over any `window` cons
 pasted into a long harmless document is not diluted by it; the heuristic signals (injection.py, intent.py) add
 their learned weights on top. The bias is shifted at training time so that 0.5 is the operating point chosen by leave-one-set-out
 evaluation, and PromptInjection's default threshold keeps its meaning.
+
+The best window is computed in C (_wordscore.c) when the module was built at install: the same sums in the same
+order over flat tables, eight times faster; `text_part` falls back to the Python below, which stays the
+reference (tests/test_wordscore.py holds the two to the same results).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 try:  # the word part in C, built from _wordscore.c at install when a compiler was at hand; else Python does it
     from gateway.safety._wordscore import Weights as NativeWeights
     from gateway.safety._wordscore import read as native_read  # the reading before it, for injection.py
-except ImportError:  # pragma: no cover - exercised by building without a compiler
+except ImportError:  # no compiler at install (tests/test_wordscore.py runs this path in a subprocess)
     NativeWeights = native_read = None
 
 log = logging.getLogger("switchyard.safety")
