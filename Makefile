@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 CONFIG ?=
 
-.PHONY: bench-tools run test fuzz bench bench-report soak faults redis-server prometheus lock audit clean
+.PHONY: bench-tools run test fuzz memcheck bench bench-report soak faults redis-server prometheus lock audit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ test: $(VENV)/.dev redis-server prometheus bench-tools
 # The fuzz tests at length: thousands of random examples each instead of `make test`'s few repeatable ones.
 fuzz: $(VENV)/.dev
 	SWITCHYARD_FUZZ=1 LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest tests/test_openapi_schemathesis.py tests/test_parser_fuzz.py $(PYTEST_ARGS)
+
+# The C module under valgrind (a minute or two): fails on any memcheck error reported inside it. CPython's own
+# reports (it is not built for valgrind) are left out by keeping only those whose stack passes through the module.
+memcheck: $(VENV)/.runtime
+	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	PYTHONMALLOC=malloc valgrind --error-exitcode=0 --num-callers=12 --log-file=.memcheck.log $(PY) tests/memcheck_wordscore.py
+	@if grep -Eq '^==[0-9]+== +(at|by) .*_wordscore\.(c:|cpython)' .memcheck.log; then \
+		grep -E -B4 -A12 '^==[0-9]+== +(at|by) .*_wordscore\.(c:|cpython)' .memcheck.log | head -60; echo "memcheck: errors in _wordscore.c"; exit 1; fi
+	@echo "memcheck: nothing reported inside _wordscore.c (log: .memcheck.log)"
 
 bench: $(VENV)/.runtime redis-server
 	$(PY) bench/run.py $(BENCH_ARGS)
