@@ -196,6 +196,21 @@ def test_stream_truncated_ends_cleanly_after_k_events_without_done(openai_upstre
     assert "[DONE]" not in response.text
 
 
+def test_stream_stall_goes_silent_after_k_events_then_sends_the_rest(openai_upstream: OpenAIUpstream) -> None:
+    openai_upstream.set_fault("stream_stall", after_chunks=2, seconds=0.4)
+    body = {"model": "m", "messages": user("a b c d"), "stream": True}
+    arrived: list[float] = []
+    started = time.monotonic()
+    with httpx.stream("POST", openai_upstream.base_url + "/chat/completions", json=body, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrived.append(time.monotonic() - started)
+    assert len(arrived) >= 4
+    gaps = [later - earlier for earlier, later in zip(arrived, arrived[1:])]
+    assert gaps[1] >= 0.4, f"silent after the second event: {gaps}"
+    assert max(gaps[:1] + gaps[2:]) < 0.4, f"and only there: {gaps}"
+
+
 def test_delay_fault_answers_late(openai_upstream: OpenAIUpstream) -> None:
     openai_upstream.set_fault("delay", seconds=0.3)
     started = time.monotonic()

@@ -31,6 +31,8 @@ SCALE = int(os.environ.get("FAULTS_SCALE", "1"))
 CLIENTS = 16 * SCALE
 PER_PHASE = 2 * CLIENTS  # answers each phase waits for
 ATTEMPT_TIMEOUT_S = 0.5
+# The targets' timeout_s in the fault suites: for a stream, the longest silence between bytes once it has begun.
+SILENCE_S = 1.0
 # Longest any answer may take: the attempt timeout, the fallback's own reply, and a busy shared machine.
 SLOWEST_S = ATTEMPT_TIMEOUT_S + 3.5
 
@@ -52,6 +54,7 @@ FAULTS: dict[str, tuple[str, dict]] = {
     "stream ended cleanly before any event": ("stream_truncated", {"after_chunks": 0}),
     "stream ended cleanly after two events, no [DONE]": ("stream_truncated", {"after_chunks": 2}),
     "stream slower than the attempt timeout": ("slow_stream", {"chunk_delay": 3}),
+    "stream silent mid-way past the target's timeout": ("stream_stall", {"after_chunks": 2, "seconds": 3}),
     "slow stream within the timeouts": ("slow_stream", {"chunk_delay": 0.05}),
     "connection refused": ("refused", {}),
 }
@@ -70,8 +73,8 @@ def gateway_config(targets: dict, **extra) -> dict:
     return {"targets": targets, "tenants": {"acme": {"keys": [KEY_HASH], "models": ["chat"]}}, **extra}
 
 
-def openai_target(upstream) -> dict:
-    return {"adapter": "openai", "base_url": upstream.base_url, "model": f"{upstream.name}-model"}
+def openai_target(upstream, **extra) -> dict:
+    return {"adapter": "openai", "base_url": upstream.base_url, "model": f"{upstream.name}-model", **extra}
 
 
 def chat_policy(send: list[str], fallback: list[str] | None = None, **route) -> dict:
@@ -112,8 +115,13 @@ def assert_sane(outcomes: list[Outcome]) -> None:
 # ----- 1. every upstream fault, under load --------------------------------------------------------------------
 
 
-# Stream faults after the first event has gone to the client: no fallback can take over any more.
-CUT_AFTER_FIRST_BYTE = ("stream cut after two events", "stream ended cleanly after two events, no [DONE]")
+# Stream faults after the first event has gone to the client: no fallback can take over any more. Each ends the
+# stream with an error event, of this code.
+CUT_AFTER_FIRST_BYTE = {
+    "stream cut after two events": "upstream_error",
+    "stream ended cleanly after two events, no [DONE]": "upstream_error",
+    "stream silent mid-way past the target's timeout": "upstream_timeout",
+}
 
 
 def expected_with_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
@@ -123,7 +131,7 @@ def expected_with_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
     expected = Counter({("json", 200, None, json_by, True, None): count["json"]})
     if name in CUT_AFTER_FIRST_BYTE:
         # After its first byte a stream cannot move to another target: it ends with an error event (README).
-        expected[("stream", 200, "upstream_error", "primary", False, None)] = count["stream"]
+        expected[("stream", 200, CUT_AFTER_FIRST_BYTE[name], "primary", False, None)] = count["stream"]
     else:
         expected[("stream", 200, None, stream_by, True, None)] = count["stream"]
     return expected
@@ -132,7 +140,7 @@ def expected_with_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
 async def test_every_upstream_fault_under_load_with_a_healthy_fallback(make_openai_upstream, start_gateway):
     primary, backup = make_openai_upstream("primary"), make_openai_upstream("backup")
     gateway = start_gateway(
-        gateway_config({"primary": openai_target(primary), "backup": openai_target(backup)}),
+        gateway_config({"primary": openai_target(primary, timeout_s=SILENCE_S), "backup": openai_target(backup)}),
         policies={"policy.yaml": chat_policy(["primary"], ["backup"])},
     )
     async with MixedLoad(gateway.base_url, KEY, "chat", clients=CLIENTS) as load:
@@ -169,7 +177,7 @@ def expected_without_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
         if name == "slow stream within the timeouts" or (kind == "json" and FAULTS[name][0] in STREAM_ONLY_KINDS):
             expected[ok(kind)] = count[kind]
         elif kind == "stream" and name in CUT_AFTER_FIRST_BYTE:
-            expected[("stream", 200, "upstream_error", "primary", False, None)] = count[kind]
+            expected[("stream", 200, CUT_AFTER_FIRST_BYTE[name], "primary", False, None)] = count[kind]
         else:
             status, code = error[name]
             expected[(kind, status, code, "primary", False, None)] = count[kind]
@@ -178,7 +186,7 @@ def expected_without_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
 
 async def test_every_upstream_fault_under_load_without_a_fallback(openai_upstream, start_gateway):
     gateway = start_gateway(
-        gateway_config({"primary": openai_target(openai_upstream)}),
+        gateway_config({"primary": openai_target(openai_upstream, timeout_s=SILENCE_S)}),
         policies={"policy.yaml": chat_policy(["primary"])},
     )
     async with MixedLoad(gateway.base_url, KEY, "chat", clients=CLIENTS) as load:

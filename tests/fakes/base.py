@@ -356,7 +356,7 @@ class FakeUpstream:
         self, request: web.Request, events: Iterable[bytes], headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
         """Streams SSE events, applying chunk_delay and the stream faults (slow_stream, stream_reset,
-        stream_truncated, stream_linger)."""
+        stream_truncated, stream_linger, stream_stall)."""
         fault = request.get(_FAULT)
         delay = self.chunk_delay
         reset_after: int | None = None
@@ -367,6 +367,7 @@ class FakeUpstream:
             reset_after = int(fault.params.get("after_chunks", 2))
         if fault is not None and fault.kind == "stream_truncated":
             end_after = int(fault.params.get("after_chunks", 2))
+        stall_after = int(fault.params.get("after_chunks", 2)) if fault is not None and fault.kind == "stream_stall" else None
         request[_STREAMING] = True
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
@@ -378,6 +379,8 @@ class FakeUpstream:
                 return response
             if index == end_after:
                 break
+            if index == stall_after:
+                await self._pause(fault.params.get("seconds"))  # (fault is set when stall_after is)
             if delay > 0:
                 await self._pause(delay)
             if self._stopping:

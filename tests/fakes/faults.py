@@ -28,6 +28,9 @@ FAULT_PARAMETERS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         "stream_linger": frozenset({"seconds"}),
         # A stream that waits `chunk_delay` seconds before each SSE event.
         "slow_stream": frozenset({"chunk_delay"}),
+        # A stream that sends `after_chunks` SSE events, then goes silent for `seconds` (default: until the upstream
+        # stops) with the connection open, then sends the rest.
+        "stream_stall": frozenset({"after_chunks", "seconds"}),
         # HTTP 200 whose body is not valid JSON (or, for a stream, an SSE event whose data is not JSON).
         "bad_json": frozenset(),
     }
@@ -36,7 +39,7 @@ REQUIRED_PARAMETERS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {"status": frozenset({"status"}), "delay": frozenset({"seconds"})}
 )
 # These only make sense for streaming requests; a non-streaming request passes through without using up `times`.
-STREAM_ONLY_KINDS = frozenset({"stream_reset", "stream_truncated", "stream_linger", "slow_stream"})
+STREAM_ONLY_KINDS = frozenset({"stream_reset", "stream_truncated", "stream_linger", "slow_stream", "stream_stall"})
 
 
 @dataclass(frozen=True)
