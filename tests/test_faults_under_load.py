@@ -184,10 +184,13 @@ def expected_without_fallback(name: str, count: Counter[str]) -> Counter[tuple]:
     return +expected
 
 
-async def test_every_upstream_fault_under_load_without_a_fallback(openai_upstream, start_gateway):
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_every_upstream_fault_under_load_without_a_fallback(workers, openai_upstream, start_gateway):
+    # With two worker processes each has its own upstream pools and attempt state: the answers must not change.
     gateway = start_gateway(
         gateway_config({"primary": openai_target(openai_upstream, timeout_s=SILENCE_S)}),
         policies={"policy.yaml": chat_policy(["primary"])},
+        args=["--workers", str(workers)],
     )
     async with MixedLoad(gateway.base_url, KEY, "chat", clients=CLIENTS) as load:
         results = {name: await under_fault(load, openai_upstream, name) for name in FAULTS}
