@@ -178,6 +178,10 @@ def full_evidence(ctx: Ctx, rep: report.Report) -> None:
     # Zero would mean that part of the pipeline was not on: the report must not claim it was.
     rep.evidence.append(f"Redis held {keys} keys after the load (the limits' windows, leases and spend)."
                         if keys else "**Redis held no keys after the load: the limits did not use it.**")
+    calls, per_call = setup.redis_scripts(ctx.redis_port)
+    if calls:
+        rep.evidence.append(f"Redis ran the limits script {calls:,} times, {per_call:.1f} µs of its own time per call "
+                            "on average (admissions, and settlements batched together).")
     rep.evidence.append(f"The OTLP sink received {exports} trace exports ({size / 1024:.0f} KiB) "
                         "from the sampled requests." if exports else
                         "**The OTLP sink received no trace export: tracing was not on.**")

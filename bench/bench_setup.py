@@ -126,6 +126,16 @@ def redis_keys(port: int) -> int:
     return redis_integer(port, "DBSIZE")
 
 
+def redis_scripts(port: int) -> tuple[int, float]:
+    """(calls, µs per call) of the limits script in the private Redis (INFO commandstats): its own time, which a
+    Redis shared by every replica spends per request."""
+    import redis  # the gateway's own dependency; only the full pipeline's evidence needs it
+
+    with redis.Redis(port=port, socket_timeout=2.0) as client:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), float(stats.get("usec_per_call", 0.0))
+
+
 def start_sink(procs: Processes, pinned: list[str]) -> int:
     port = free_port()
     child = procs.spawn("otlp-sink", pinned + [sys.executable, str(BENCH_DIR / "otlp_sink.py"),

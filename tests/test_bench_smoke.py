@@ -38,6 +38,7 @@ def test_the_benchmark_report_runs_every_scenario(tmp_path):
         assert line is not None, f"no throughput row {row!r} in the report"
         assert float(re.split(r"\s*\|\s*", line)[2].replace(",", "")) > 0, line
     assert re.search(r"Redis held [1-9][0-9]* keys after the load", report), "the full pipeline did not use Redis"
+    assert re.search(r"Redis ran the limits script [1-9][0-9,]* times, \d+\.\d µs", report)
     # The hop in C and the Redis round trip, measured beside the gateways for where the added latency comes from
     assert re.search(r"^\| \(h\) a hop in C, nginx as a proxy \| \d+\.\d{3} \|", report, re.M), "no (h) row at a fixed rate"
     assert re.search(r"one Redis round trip from the server core at this rate takes \d+\.\d{3} ms", report)
