@@ -92,9 +92,24 @@ def full_config(workdir: Path, nginx_port: int, redis_port: int, key: str) -> Pa
 
 
 def _redis_command(port: int, command: bytes) -> bytes:
+    """One command's reply, whole: a bulk string (INFO's) is read to its declared length."""
     with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
         conn.sendall(command)
-        return conn.recv(256)
+        reply = conn.recv(4096)
+        if reply.startswith(b"$"):
+            header, _, _ = reply.partition(b"\r\n")
+            size = len(header) + 2 + max(0, int(header[1:])) + 2
+            while len(reply) < size:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply
+
+
+def _redis_reply(port: int, *parts: str) -> bytes:
+    command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p.encode()), p.encode()) for p in parts)
+    return _redis_command(port, command)
 
 
 def start_redis(procs: Processes, pinned: list[str]) -> int:
@@ -116,9 +131,7 @@ def start_redis(procs: Processes, pinned: list[str]) -> int:
 
 def redis_integer(port: int, *parts: str) -> int:
     """The integer reply of one command to the private Redis (DBSIZE, ZCARD key…)."""
-    command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p.encode()), p.encode()) for p in parts)
-    reply = _redis_command(port, command)
-    return int(reply[1:].split(b"\r\n", 1)[0])
+    return int(_redis_reply(port, *parts)[1:].split(b"\r\n", 1)[0])
 
 
 def redis_keys(port: int) -> int:
@@ -129,11 +142,11 @@ def redis_keys(port: int) -> int:
 def redis_scripts(port: int) -> tuple[int, float]:
     """(calls, µs per call) of the limits script in the private Redis (INFO commandstats): its own time, which a
     Redis shared by every replica spends per request."""
-    import redis  # the gateway's own dependency; only the full pipeline's evidence needs it
-
-    with redis.Redis(port=port, socket_timeout=2.0) as client:
-        stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), float(stats.get("usec_per_call", 0.0))
+    for line in _redis_reply(port, "INFO", "commandstats").decode().splitlines():
+        if line.startswith("cmdstat_evalsha:"):  # cmdstat_evalsha:calls=…,usec=…,usec_per_call=…,…
+            stats = dict(field.split("=", 1) for field in line.split(":", 1)[1].split(","))
+            return int(stats["calls"]), float(stats["usec_per_call"])
+    return 0, 0.0
 
 
 def start_sink(procs: Processes, pinned: list[str]) -> int:

@@ -5,7 +5,7 @@ send to the reply. Prints `{"p50_ms": …, "p99_ms": …, "samples": …}`.
     taskset -c 0 python bench/redis_rtt.py --port 6379 --rate 200 --duration 5
 
 The full pipeline's exact limits make one such trip before the upstream call; the report sets it
-beside the hop in C (nginx as a reverse proxy) to show the floor of the added-latency goal here.
+beside the hop in C (nginx as a reverse proxy) and in bare Python, to say where the added latency comes from.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.safety import learned
-from gateway.safety.injection import InjectionDetector, normalise, read, split_words
+from gateway.safety.injection import InjectionDetector, normalise, read, read_in_python, split_words
 from gateway.safety.learned import LinearModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -96,16 +96,10 @@ def test_bad_arguments_are_refused_not_crashed():
 # ----- the reading of a text (injection.read; learned.native_read in C) ---------------------------------------------
 
 
-def _python_reading(text: str) -> tuple[str, bool, list[str], list[str]]:
-    plain, disguised = normalise(text)
-    words = split_words(plain)
-    return plain, disguised, words, [word for word in words if not word.isalpha()]
-
-
 def test_every_evaluation_text_is_read_the_same():
     read_in_c = 0
     for text in _texts():
-        assert read(text) == _python_reading(text), text[:80]
+        assert read(text) == read_in_python(text), text[:80]
         read_in_c += learned.native_read(text) is not None
     assert read_in_c > 500, "most evaluation texts are ASCII: read in C"
 
@@ -115,7 +109,7 @@ def test_every_evaluation_text_is_read_the_same():
 def test_any_text_is_read_as_python_reads_it(text):
     # Whitespace of every ASCII kind, at the ends or alone, double spaces or none: collapsed exactly when Python
     # collapses; text that is not ASCII goes to the Python path.
-    assert read(text) == _python_reading(text)
+    assert read(text) == read_in_python(text)
     native = learned.native_read(text)
     assert (native is None) == (not text.isascii())
 

@@ -100,11 +100,15 @@ _NOT_WORD = bytes(c if "0" <= chr(c) <= "9" or "a" <= chr(c) <= "z" else 32 for 
 
 def read(text: str) -> tuple[str, bool, list[str], list[str]]:
     """`normalise`, then the words of the result, and those of them holding a digit (in C for ASCII text, when
-    built: learned.native_read)."""
+    built: learned.native_read; else `read_in_python`, which stays the reference)."""
     reading = native_read(text) if native_read is not None else None
-    if reading is not None:
-        plain, words, mixed = reading
-        return plain, False, words, mixed
+    if reading is None:
+        return read_in_python(text)
+    plain, words, mixed = reading
+    return plain, False, words, mixed
+
+
+def read_in_python(text: str) -> tuple[str, bool, list[str], list[str]]:
     plain, disguised = normalise(text)
     words = split_words(plain)
     return plain, disguised, words, list(filterfalse(str.isalpha, words))
