@@ -46,11 +46,12 @@ fuzz: $(VENV)/.dev
 
 # The C module under valgrind (a minute or two): fails on any memcheck error reported inside it. CPython's own
 # reports (it is not built for valgrind) are left out by keeping only those whose stack passes through the module.
+IN_WORDSCORE := '^==[0-9]+== +(at|by) .*_wordscore\.(c:|cpython)'
 memcheck: $(VENV)/.runtime
 	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	PYTHONMALLOC=malloc valgrind --error-exitcode=0 --num-callers=12 --log-file=.memcheck.log $(PY) tests/memcheck_wordscore.py
-	@if grep -Eq '^==[0-9]+== +(at|by) .*_wordscore\.(c:|cpython)' .memcheck.log; then \
-		grep -E -B4 -A12 '^==[0-9]+== +(at|by) .*_wordscore\.(c:|cpython)' .memcheck.log | head -60; echo "memcheck: errors in _wordscore.c"; exit 1; fi
+	@if grep -Eq $(IN_WORDSCORE) .memcheck.log; then \
+		grep -E -B4 -A12 $(IN_WORDSCORE) .memcheck.log | head -60; echo "memcheck: errors in _wordscore.c"; exit 1; fi
 	@echo "memcheck: nothing reported inside _wordscore.c (log: .memcheck.log)"
 
 bench: $(VENV)/.runtime redis-server
